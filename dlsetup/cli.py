@@ -1,0 +1,387 @@
+"""The ``dlsetup`` command line.
+
+Each subcommand is one function that maps its arguments to a
+:class:`~dlsetup.runner.RunSpec` (playbook, extravars, tags, limit); the
+provisioning logic lives in the playbooks and roles, never here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlsetup import __version__, localbox
+from dlsetup.events import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EventCollector
+from dlsetup.inventory import (
+    InventoryError,
+    demo_inventory_path,
+    parse_extravars,
+    resolve_target,
+)
+from dlsetup.runner import RunSpec
+
+DEMO_BOX = "dlsetup-demo"
+DEMO_HOST = "demo"
+
+
+class BadInput(ValueError):
+    """Bad arguments: exit 2, nothing changed anywhere."""
+
+
+# ----------------------------------------------------------------- parsing helpers
+
+
+def _csv(values: list[str] | None) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values or []:
+        out += [t.strip() for t in v.split(",") if t.strip()]
+    return tuple(out)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _add_target_args(p: argparse.ArgumentParser, host_required: bool = True) -> None:
+    p.add_argument(
+        "--host",
+        required=host_required,
+        metavar="PATTERN",
+        help="a host, a group or an Ansible pattern (e.g. 'lab:!gpu3'); "
+        "a name in no inventory is taken as an SSH address ([user@]host)",
+    )
+    p.add_argument(
+        "-i",
+        "--inventory",
+        action="append",
+        metavar="INVENTORY",
+        help="inventory file or folder (repeatable); default ./inventory/, "
+        "then $XDG_CONFIG_HOME/dlsetup/inventory",
+    )
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tags",
+        action="append",
+        metavar="T",
+        help="only these stages (comma list): disks, nvme, driver, cuda, docker, "
+        "nvidia-container, facts",
+    )
+    p.add_argument("--skip-tags", action="append", metavar="T", help="skip these stages")
+    p.add_argument(
+        "-e",
+        "--extra-vars",
+        action="append",
+        metavar="KEY=VAL|@file",
+        help="extra variables, as ansible-playbook's -e (repeatable)",
+    )
+    p.add_argument("--forks", type=int, metavar="N", help="hosts provisioned in parallel")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more Ansible output in failures (-vvv for connection debugging)",
+    )
+
+
+# ----------------------------------------------------------------- subcommands -> RunSpec
+
+
+def spec_provision(args: argparse.Namespace, target_sources: list[str], limit: str) -> RunSpec:
+    extravars = parse_extravars(args.extra_vars)
+    if getattr(args, "allow_reboot_local", False):
+        extravars["dlsetup_allow_reboot_local"] = True
+    return RunSpec(
+        playbook="site.yml",
+        inventories=tuple(target_sources),
+        limit=limit,
+        extravars=extravars,
+        tags=_csv(args.tags),
+        skip_tags=_csv(args.skip_tags),
+        check=bool(getattr(args, "check", False)),
+        diff=bool(getattr(args, "diff", False)),
+        verbosity=args.verbose,
+        forks=args.forks,
+    )
+
+
+def spec_plan(args: argparse.Namespace, target_sources: list[str], limit: str) -> RunSpec:
+    base = spec_provision(args, target_sources, limit)
+    return RunSpec(**{**base.__dict__, "check": True, "diff": True})
+
+
+def spec_facts(args: argparse.Namespace, target_sources: list[str], limit: str) -> RunSpec:
+    return RunSpec(
+        playbook="facts.yml",
+        inventories=tuple(target_sources),
+        limit=limit,
+        tags=("facts",),
+        verbosity=args.verbose,
+    )
+
+
+# ----------------------------------------------------------------- running
+
+
+def _execute(spec: RunSpec, args: argparse.Namespace, mode: str = "provision") -> int:
+    from dlsetup import report, runner  # noqa: PLC0415  (keeps --help fast)
+
+    collector = EventCollector()
+    progress = report.Progress(collector, enabled=not args.json)
+    with progress:
+        outcome = runner.run(spec, progress)
+    code = collector.exit_code(outcome.status)
+    if not collector.hosts and outcome.status not in ("canceled", "successful"):
+        # Ansible stopped before any host event: a syntax or inventory error.
+        msg = outcome.stdout_tail.strip() or f"ansible-playbook ended with status {outcome.status}"
+        if args.json:
+            report.print_json(
+                {"status": outcome.status, "exit_code": EXIT_BAD_INPUT, "error": msg, "hosts": {}}
+            )
+        else:
+            print(f"error: Ansible could not start the run:\n{msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    doc = collector.to_dict(outcome.status)
+    doc["mode"] = mode
+    if args.json:
+        report.print_json(doc)
+        return code
+    out = report.console()
+    if mode == "facts":
+        out.print(
+            report.facts_table(
+                {h: hs.reports.get("dl_facts_report", {}) for h, hs in collector.hosts.items()}
+            )
+        )
+    if mode == "plan":
+        out.print(report.plan_table(collector))
+    out.print(
+        report.summary_table(
+            collector,
+            outcome.status,
+            title="Plan summary (nothing was changed)" if mode == "plan" else "Summary",
+        )
+    )
+    return code
+
+
+def _with_target(
+    args: argparse.Namespace,
+    build: Callable[[argparse.Namespace, list[str], str], RunSpec],
+    mode: str,
+) -> int:
+    with tempfile.TemporaryDirectory(prefix="dlsetup-") as tmp:
+        target = resolve_target(args.host, args.inventory, Path(tmp))
+        spec = build(args, target.sources, target.limit)
+        return _execute(spec, args, mode)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    return _with_target(args, spec_provision, "provision")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    return _with_target(args, spec_plan, "plan")
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    args.json = bool(args.json)
+    return _with_target(args, spec_facts, "facts")
+
+
+def cmd_not_built(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"dlsetup {name}: not built yet ({issue}); nothing was run.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    return run
+
+
+def demo_inventory(container: str = DEMO_BOX) -> dict[str, Any]:
+    """The demo box as an inventory: a systemd container reached with docker exec."""
+    return {
+        "all": {
+            "children": {
+                "dlsetup_demo": {
+                    "hosts": {
+                        DEMO_HOST: {
+                            "ansible_connection": "community.docker.docker",
+                            "ansible_host": container,
+                            "ansible_python_interpreter": "/usr/bin/python3",
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    inv = demo_inventory_path()
+    if args.destroy:
+        removed = localbox.remove_box(DEMO_BOX) if localbox.engine_answers() else False
+        localbox._run(["docker", "volume", "rm", "-f", f"{DEMO_BOX}-docker"], capture_output=True)
+        inv.unlink(missing_ok=True)
+        print("demo box removed" if removed else "no demo box to remove", file=sys.stderr)
+        return EXIT_OK
+    localbox.ensure_engine()
+    for line in localbox.build_images(["debian12-systemd"]):
+        print(f"image {line}", file=sys.stderr)
+    state = localbox.ensure_box(
+        localbox.BoxSpec(
+            name=DEMO_BOX,
+            hostname=DEMO_HOST,
+            # Docker inside the box keeps its images on a volume: overlayfs cannot
+            # sit on the container's own overlay root.
+            volumes=[f"{DEMO_BOX}-docker:/var/lib/docker"],
+        )
+    )
+    print(f"demo box {DEMO_BOX}: {state}", file=sys.stderr)
+    inv.parent.mkdir(parents=True, exist_ok=True)
+    inv.write_text(
+        "# Written by `dlsetup demo`; removed by `dlsetup demo --destroy`.\n"
+        + yaml.safe_dump(demo_inventory())
+    )
+    args.host = DEMO_HOST
+    args.inventory = [str(inv)]
+    return cmd_provision(args)
+
+
+# ----------------------------------------------------------------- parser
+
+EXAMPLES = {
+    "provision": """\
+        examples:
+          dlsetup provision --host mybox                  # everything, on one box
+          dlsetup provision --host lab --forks 8          # a group of boxes in parallel
+          dlsetup provision --host 10.0.0.7               # an address in no inventory, over SSH
+          dlsetup provision --host mybox --tags driver,cuda
+          dlsetup provision --host mybox -e nvidia_driver_branch=580
+        """,
+    "plan": """\
+        Runs the provision in check + diff mode and lists, per host, what would change:
+        packages, files, disk actions, and whether a reboot would follow. Changes nothing.
+
+        examples:
+          dlsetup plan --host mybox
+          dlsetup plan --host mybox --tags disks      # just the disk layout
+        """,
+    "facts": """\
+        Installs dlsetup's local facts on the host (/etc/ansible/facts.d/dl.fact) and
+        shows what they found: GPUs and their PCIe links, NVMe drives, disks by id,
+        Secure Boot, container/VM, CPU, RAM, kernel, driver/CUDA/cuDNN versions.
+
+        examples:
+          dlsetup facts --host mybox
+          dlsetup facts --host lab --json > lab-facts.json
+        """,
+    "demo": """\
+        Creates a local throw-away box (a systemd container from a Debian 12 image that
+        dlsetup builds with debootstrap and keeps) and provisions it with the full site.
+        Steps that need a real GPU, a kernel module or a reboot are reported as skipped.
+
+        examples:
+          dlsetup demo              # create (or reuse) the box and provision it
+          dlsetup demo              # again: changes nothing
+          dlsetup facts --host demo
+          dlsetup demo --destroy
+        """,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlsetup",
+        formatter_class=_Formatter,
+        description="Turn a freshly installed Linux box into a working deep-learning server.",
+        epilog=textwrap.dedent("""\
+            stages (tags): disks, nvme, driver, cuda, docker, nvidia-container, facts
+            exit codes: 0 ok, 1 a task failed, 2 bad input (nothing changed),
+                        3 host unreachable, 4 smoke test failed, 130 interrupted
+
+            start with:  dlsetup demo           (a local throw-away box)
+                         dlsetup plan --host mybox
+            """),
+    )
+    parser.add_argument("--version", action="version", version=f"dlsetup {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            formatter_class=_Formatter,
+            epilog=textwrap.dedent(EXAMPLES.get(name, "")),
+        )
+
+    p = add("provision", "provision hosts with the whole site (or the stages in --tags)")
+    _add_target_args(p)
+    _add_run_args(p)
+    p.add_argument("--check", action="store_true", help="Ansible check mode: change nothing")
+    p.add_argument("--diff", action="store_true", help="show file differences")
+    p.add_argument(
+        "--allow-reboot-local",
+        action="store_true",
+        help="allow rebooting the machine dlsetup runs on (off: the run stops and "
+        "says to reboot and run again)",
+    )
+    p.set_defaults(func=cmd_provision)
+
+    p = add("plan", "show what provision would change, changing nothing")
+    _add_target_args(p)
+    _add_run_args(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = add("facts", "show what dlsetup finds on hosts (GPUs, disks, NVMe, versions)")
+    _add_target_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=cmd_facts)
+
+    p = add("demo", "provision a local throw-away box (the embedded default)")
+    _add_run_args(p)
+    p.add_argument("--destroy", action="store_true", help="remove the demo box")
+    p.set_defaults(func=cmd_demo, check=False, diff=False)
+
+    for name, help_, issue in (
+        ("smoke", "GPU smoke test that proves the whole stack works", "issue 6"),
+        ("bench", "how fast the box is against what its parts should reach", "issue 6"),
+        ("compat", "check that a GPU, driver, CUDA and cuDNN combination fits", "issue 4"),
+    ):
+        p = add(name, help_ + " (not built yet)")
+        p.set_defaults(func=cmd_not_built(name, issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (InventoryError, BadInput) as exc:
+        print(f"dlsetup: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except localbox.LocalBoxError as exc:
+        print(f"dlsetup: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(
+            "\nInterrupted. Every step is safe to repeat: run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Rendering: live progress while a run goes, tables when it ends.
+
+Everything here reads an :class:`~dlsetup.events.EventCollector`; nothing here
+decides outcomes (that is events.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from dlsetup.events import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_SMOKE_FAILED,
+    EXIT_UNREACHABLE,
+    EventCollector,
+)
+
+
+class Progress:
+    """Live per-host display on a terminal; plain task lines otherwise.
+
+    Used as the runner's event handler: it forwards every event to the
+    collector, then refreshes the display.
+    """
+
+    def __init__(
+        self, collector: EventCollector, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
+        self.collector = collector
+        self.console = Console(file=stream or sys.stderr, highlight=False, markup=False)
+        self.enabled = enabled
+        self.live: Live | None = None
+        self._last_task = ""
+
+    def __enter__(self) -> Progress:
+        if self.enabled and self.console.is_terminal:
+            self.live = Live(
+                self._render(), console=self.console, refresh_per_second=4, transient=True
+            )
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+            self.live = None
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        self.collector.handle(event)
+        if not self.enabled:
+            return True
+        if self.live is not None:
+            self.live.update(self._render())
+        else:
+            self._plain(event)
+        return True
+
+    def _plain(self, event: dict[str, Any]) -> None:
+        name = event.get("event", "")
+        data = event.get("event_data") or {}
+        if name == "playbook_on_play_start":
+            self.console.print(f"PLAY  {data.get('play', '')}")
+        elif name in ("runner_on_failed", "runner_on_unreachable") and not data.get(
+            "ignore_errors"
+        ):
+            self.console.print(f"  FAILED  [{data.get('host')}] {data.get('task')}")
+        elif name == "runner_on_ok" and (data.get("res") or {}).get("changed"):
+            self.console.print(f"  changed [{data.get('host')}] {data.get('task')}")
+
+    def _render(self) -> Table:
+        t = Table(title=f"dlsetup: {self.collector.play or 'starting'}", expand=False)
+        for col in ("host", "current task", "ok", "changed", "failed", "skipped"):
+            t.add_column(col, justify="left" if col in ("host", "current task") else "right")
+        for host, hs in sorted(self.collector.hosts.items()):
+            t.add_row(
+                host,
+                hs.current_task[:60],
+                str(hs.ok),
+                str(hs.changed),
+                Text(str(hs.failed), style="red" if hs.failed else ""),
+                str(hs.skipped),
+            )
+        return t
+
+
+_NEXT_STEP = {
+    EXIT_BAD_INPUT: "Nothing was changed. Fix the input named above and run the same command "
+    "again.",
+    EXIT_UNREACHABLE: "Check that the host is up and reachable over SSH (address, user, key), "
+    "then run again.",
+    EXIT_SMOKE_FAILED: "The smoke test failed: each failed check above says how to fix it.",
+    EXIT_INTERRUPTED: "Interrupted. Every step is safe to repeat: run the same command again "
+    "to resume.",
+}
+
+
+def summary_table(collector: EventCollector, status: str, title: str = "Summary") -> Group:
+    t = Table(title=title)
+    for col in (
+        "host",
+        "ok",
+        "changed",
+        "failed",
+        "unreachable",
+        "skipped",
+        "reboot needed",
+        "elapsed",
+    ):
+        t.add_column(col, justify="left" if col == "host" else "right")
+    for host, hs in sorted(collector.hosts.items()):
+        t.add_row(
+            host,
+            str(hs.ok),
+            str(hs.changed),
+            Text(str(hs.failed), style="bold red" if hs.failed else ""),
+            Text("yes" if hs.unreachable else "no", style="bold red" if hs.unreachable else ""),
+            str(hs.skipped),
+            Text(
+                "yes" if hs.reboot_required else "no", style="yellow" if hs.reboot_required else ""
+            ),
+            f"{hs.elapsed_s:.0f} s",
+        )
+    parts: list[Any] = [t]
+    for host, hs in sorted(collector.hosts.items()):
+        for step in hs.skipped_steps:
+            parts.append(
+                Text(f"  skipped on {host}: {step['step']} ({step['reason']})", style="dim")
+            )
+        for f in hs.failures:
+            head = "UNREACHABLE" if f.category == "unreachable" else "FAILED"
+            parts.append(Text(f"{head}: {host}: {f.task}", style="bold red"))
+            parts.append(Text("  " + f.msg.replace("\n", "\n  ")))
+        if hs.reboot_required:
+            parts.append(
+                Text(
+                    f"{host}: a reboot is needed to finish; run the same command again "
+                    "after it (remote hosts are rebooted by the run itself).",
+                    style="yellow",
+                )
+            )
+    code = collector.exit_code(status)
+    if code in _NEXT_STEP:
+        parts.append(Text(_NEXT_STEP[code], style="bold"))
+    parts.append(Text(f"finished in {collector.elapsed():.0f} s, exit code {code}"))
+    return Group(*parts)
+
+
+def plan_table(collector: EventCollector) -> Group:
+    """What check mode says would change, per host and kind."""
+    parts: list[Any] = []
+    for host, hs in sorted(collector.hosts.items()):
+        t = Table(title=f"Plan for {host}", show_lines=False)
+        t.add_column("kind")
+        t.add_column("would change")
+        for ch in hs.changes:
+            t.add_row(ch.kind, ch.task + (f" [{ch.item}]" if ch.item else ""))
+        if not hs.changes:
+            t.add_row("-", "nothing: the host is already as asked")
+        t.add_row("reboot", "a reboot would follow" if hs.reboot_required else "no reboot")
+        parts.append(t)
+    return Group(*parts)
+
+
+def print_json(doc: dict[str, Any], stream: TextIO | None = None) -> None:
+    (stream or sys.stdout).write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
+    """The dl_facts of each host as a readable table."""
+    parts: list[Any] = []
+    for host, f in sorted(facts.items()):
+        t = Table(title=f"{host}", show_header=False)
+        t.add_column("what", style="bold")
+        t.add_column("value")
+        osf = f.get("os") or {}
+        t.add_row(
+            "OS",
+            f"{osf.get('name', '?')} {osf.get('version', '')} (kernel {osf.get('kernel', '?')})",
+        )
+        cpu = f.get("cpu") or {}
+        t.add_row("CPU", f"{cpu.get('model', '?')}, {cpu.get('cores', '?')} cores")
+        mem = f.get("memory_bytes")
+        t.add_row("RAM", f"{mem / 2**30:.1f} GiB" if isinstance(mem, int | float) else "?")
+        t.add_row("virtualization", str(f.get("virtualization", "?")))
+        t.add_row("boot / Secure Boot", f"{f.get('boot_mode', '?')} / {f.get('secure_boot', '?')}")
+        gpus = f.get("gpus") or []
+        if gpus:
+            for g in gpus:
+                link = g.get("link") or {}
+                linktxt = ""
+                if link:
+                    linktxt = (
+                        f", link {link.get('current_speed', '?')} x{link.get('current_width', '?')}"
+                        f" (max {link.get('max_speed', '?')} x{link.get('max_width', '?')})"
+                    )
+                t.add_row(
+                    "GPU",
+                    f"{g.get('name') or g.get('pci_id')} [{g.get('pci_id')}] at "
+                    f"{g.get('address')}{linktxt}",
+                )
+        else:
+            t.add_row("GPU", "no GPU found")
+        mods = f.get("kernel_modules") or {}
+        t.add_row(
+            "kernel modules",
+            ", ".join(
+                f"{k}: {'loaded' if v else 'not loaded'}"
+                for k, v in mods.items()
+                if isinstance(v, bool)
+            ),
+        )
+        ver = f.get("versions") or {}
+        t.add_row(
+            "driver / CUDA / cuDNN",
+            " / ".join(str(ver.get(k) or "none") for k in ("driver", "cuda", "cudnn")),
+        )
+        nvme = f.get("nvme") or []
+        if nvme:
+            for n in nvme:
+                link = n.get("link") or {}
+                t.add_row(
+                    "NVMe",
+                    f"{n.get('name')}: {n.get('model', '?')} fw {n.get('firmware', '?')}"
+                    f", link {link.get('current_speed', '?')} x{link.get('current_width', '?')}"
+                    f" (max {link.get('max_speed', '?')} x{link.get('max_width', '?')})",
+                )
+        else:
+            t.add_row("NVMe", "no NVMe drives")
+        for d in f.get("disks") or []:
+            ids = d.get("by_id") or []
+            t.add_row(
+                "disk",
+                f"{d.get('path')} {d.get('size_bytes', 0) / 1e9:.0f} GB "
+                f"{d.get('model') or ''} {('by-id ' + ids[0]) if ids else ''}".strip(),
+            )
+        parts.append(t)
+    return Group(*parts)
+
+
+def console(stream: TextIO | None = None) -> Console:
+    return Console(file=stream or sys.stdout, highlight=False)
