@@ -1,9 +1,9 @@
 """Which inventory to use and which hosts a pattern means.
 
 Lookup order: ``-i`` (repeatable), else ``./inventory/`` when it holds an
-inventory, else ``$XDG_CONFIG_HOME/dlsetup/inventory``. The demo box's
-inventory (written by ``dlsetup demo``) is always added when it exists, so
-``--host demo`` works everywhere. A host name that is in no inventory is taken
+inventory, else ``$XDG_CONFIG_HOME/dlsetup/inventory``. Without ``-i`` the
+demo box's inventory (written by ``dlsetup demo``) is added when it exists, so
+``--host demo`` works from anywhere. A host name that is in no inventory is taken
 as an address to reach over SSH (``user@address`` sets the SSH user).
 """
 
@@ -64,9 +64,11 @@ def resolve_sources(explicit: list[str] | None, cwd: Path | None = None) -> list
             if _holds_inventory(candidate):
                 sources.append(str(candidate.resolve()))
                 break
-    demo = demo_inventory_path()
-    if demo.is_file() and str(demo) not in sources:
-        sources.append(str(demo))
+        # The demo box joins the automatic lookup only: an explicit -i means
+        # exactly those inventories (`--host all` must not reach the demo box).
+        demo = demo_inventory_path()
+        if demo.is_file():
+            sources.append(str(demo))
     return sources
 
 

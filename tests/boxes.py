@@ -1,0 +1,202 @@
+"""Test boxes: systemd containers that stand in for freshly installed machines.
+
+Each box boots systemd and runs sshd, has a sudo user and the test's SSH key
+(what an OS installer leaves behind), and is listed in an inventory by its
+address, the way a user lists real machines. Built on dlsetup.localbox, the
+same code `dlsetup demo` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlsetup import localbox
+
+REPO = Path(__file__).resolve().parent.parent
+# The installed console script, as a user runs it.
+_SCRIPT = Path(sys.executable).parent / "dlsetup"
+DLSETUP = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "dlsetup.cli"]
+SSH_USER = "dl"
+
+
+def docker_ready() -> str | None:
+    """None when docker and the base image are there, else why not."""
+    if shutil.which("docker") is None or not localbox.engine_answers():
+        return "no Docker engine (scripts/setup-host starts one)"
+    if localbox.image_fingerprint(localbox.IMAGES["debian12-systemd"].name) is None:
+        return "base image missing (python -m dlsetup.localbox images)"
+    return None
+
+
+def sh(box: str, cmd: str, check: bool = True) -> str:
+    res = subprocess.run(
+        ["docker", "exec", box, "bash", "-c", cmd], capture_output=True, text=True, check=False
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"{box}: {cmd!r} failed ({res.returncode}): {res.stderr}")
+    return res.stdout
+
+
+@dataclass
+class Box:
+    name: str
+    address: str
+
+
+def _address(name: str) -> str:
+    out = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return out
+
+
+def _wait_ssh(address: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, 22), timeout=2) as s:
+                if s.recv(4).startswith(b"SSH"):
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"sshd on {address} did not answer")
+
+
+def start_box(
+    name: str,
+    pubkey: str,
+    image: str | None = None,
+    volumes: list[str] | None = None,
+    devices: list[str] | None = None,
+    extra_args: list[str] | None = None,
+) -> Box:
+    """A booted box with sshd, user `dl` (passwordless sudo) and our key."""
+    localbox.remove_box(name)
+    spec = localbox.BoxSpec(
+        name=name,
+        image=image or localbox.IMAGES["debian12-systemd"].name,
+        volumes=volumes or [],
+        devices=devices or [],
+        extra_args=extra_args or [],
+        labels={"io.dlsetup.test": "1"},
+    )
+    localbox.ensure_box(spec)
+    sh(
+        name,
+        f"id {SSH_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash {SSH_USER}; "
+        f"echo '{SSH_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{SSH_USER}; "
+        f"chmod 0440 /etc/sudoers.d/{SSH_USER}; "
+        f"install -d -m 0700 -o {SSH_USER} -g {SSH_USER} /home/{SSH_USER}/.ssh; "
+        f"echo '{pubkey}' > /home/{SSH_USER}/.ssh/authorized_keys; "
+        f"chown {SSH_USER}: /home/{SSH_USER}/.ssh/authorized_keys; "
+        "systemctl start ssh",
+    )
+    if os.environ.get("DLSETUP_APT_PROXY"):
+        sh(
+            name,
+            f"echo 'Acquire::http::Proxy \"{os.environ['DLSETUP_APT_PROXY']}\";' "
+            "> /etc/apt/apt.conf.d/01proxy",
+        )
+    box = Box(name, _address(name))
+    _wait_ssh(box.address)
+    return box
+
+
+def make_key(directory: Path) -> tuple[Path, str]:
+    key = directory / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key, (directory / "id_ed25519.pub").read_text().strip()
+
+
+def write_inventory(
+    path: Path,
+    key: Path,
+    hosts: dict[str, dict[str, Any]],
+    groups: dict[str, list[str]] | None = None,
+) -> Path:
+    """An inventory as a user writes it: addresses, a user, a key."""
+    inv: dict[str, Any] = {
+        "all": {
+            "vars": {
+                "ansible_user": SSH_USER,
+                "ansible_ssh_private_key_file": str(key),
+                # Test boxes get new host keys on every start.
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            },
+            "hosts": hosts,
+            "children": {
+                g: {"hosts": {h: {} for h in members}} for g, members in (groups or {}).items()
+            },
+        }
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(inv, sort_keys=False))
+    return path
+
+
+@dataclass
+class CliResult:
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return json.loads(self.stdout)  # type: ignore[no-any-return]
+
+
+def dlsetup(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> CliResult:
+    """Run the real CLI as a user would: a subprocess."""
+    t0 = time.monotonic()
+    full_env = {**os.environ, **(env or {})}
+    res = subprocess.run(
+        [*DLSETUP, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=str(REPO),
+        check=False,
+    )
+    return CliResult(res.returncode, res.stdout, res.stderr, time.monotonic() - t0)
+
+
+def snapshot(box: str) -> dict[str, str]:
+    """What 'nothing changed' means: every package and every file under /etc."""
+    return {
+        "packages": sh(box, "dpkg-query -W -f='${Package} ${Version} ${Status}\\n' | sort"),
+        "etc": sh(
+            box,
+            "find /etc -xdev \\( -type f -o -type l \\) -print0 | sort -z | "
+            "xargs -0 sha256sum 2>/dev/null; find /etc -xdev -type d | sort",
+        ),
+        "holds": sh(box, "apt-mark showhold"),
+    }
+
+
+def remove_boxes(names: Iterator[str] | list[str]) -> None:
+    for n in names:
+        localbox.remove_box(n)
