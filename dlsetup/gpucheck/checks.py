@@ -1,0 +1,1601 @@
+"""The smoke test's checks: each one has a stable id and reads only through a Probe.
+
+Check ids name the fault they look for: ``pass`` means the fault is absent,
+``fail`` means it is there (overall exit 4), ``warn`` is worth a look but does
+not fail the run, ``skip`` says why the check could not be judged. Every fail
+and warn carries a remedy a person can act on.
+
+Order matters: later checks read what earlier ones found (the GPUs, the
+driver state), and ``cuda-driver-api`` puts the load on the GPUs under which
+``pcie-link-degraded`` reads the link.
+
+Standard library only: this file runs on the target host with its python3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import bench, cuda
+from .parse import (
+    GPU_CLASSES,
+    NVIDIA_VENDOR,
+    cuda_version_from_int,
+    lib_version,
+    parse_cuda_version_json,
+    parse_cuda_version_txt,
+    parse_cudnn_header,
+    parse_hex,
+    parse_ldconfig_p,
+    parse_link_speed,
+    parse_lspci_nn,
+    parse_nvcc_version,
+    parse_nvidia_kernel_version,
+    parse_os_release,
+    parse_proc_modules,
+    parse_smi_csv,
+    parse_smi_header,
+    parse_uevent,
+    smi_invalid_field,
+    to_int,
+    version_tuple,
+)
+from .probe import CommandResult, Probe
+
+PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
+
+CHECK_IDS = (
+    "nvidia-gpu-present",
+    "nouveau-loaded",
+    "nvidia-module-missing",
+    "driver-library-mismatch",
+    "nvidia-smi",
+    "gpu-ecc-errors",
+    "gpu-throttling",
+    "gpu-persistence-mode",
+    "cuda-driver-api",
+    "pcie-link-degraded",
+    "cuda-driver-too-old",
+    "cudnn-missing",
+    "container-runtime-missing",
+    "nvme-link-degraded",
+    "nvme-health",
+    "pytorch",
+)
+INTERNAL_ERROR = "internal-error"
+
+LIB_DIRS = (
+    "/usr/local/cuda/lib64",
+    "/usr/local/cuda/targets/x86_64-linux/lib",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu/nvidia/current",
+    "/usr/lib64",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib/wsl/lib",
+)
+CUDNN_HEADERS = (
+    "/usr/include/cudnn_version.h",
+    "/usr/include/x86_64-linux-gnu/cudnn_version_v9.h",
+    "/usr/include/x86_64-linux-gnu/cudnn_version_v8.h",
+    "/usr/local/cuda/include/cudnn_version.h",
+)
+NVME_FACTS = "/etc/ansible/facts.d/nvme.fact"
+
+SMI_FIELDS = (
+    "index",
+    "pci.bus_id",
+    "name",
+    "uuid",
+    "driver_version",
+    "memory.total",
+    "memory.used",
+    "temperature.gpu",
+    "pstate",
+    "persistence_mode",
+    "compute_cap",
+    "ecc.mode.current",
+    "ecc.errors.corrected.volatile.total",
+    "ecc.errors.uncorrected.volatile.total",
+    "ecc.errors.uncorrected.aggregate.total",
+    "retired_pages.single_bit_ecc.count",
+    "retired_pages.double_bit.count",
+    "retired_pages.pending",
+    "remapped_rows.correctable",
+    "remapped_rows.uncorrectable",
+    "remapped_rows.pending",
+    "remapped_rows.failure",
+    "clocks_throttle_reasons.active",
+    "clocks_throttle_reasons.hw_slowdown",
+    "clocks_throttle_reasons.hw_thermal_slowdown",
+    "clocks_throttle_reasons.hw_power_brake_slowdown",
+    "clocks_throttle_reasons.sw_thermal_slowdown",
+)
+SMI_REQUIRED = ("index", "pci.bus_id", "name", "driver_version", "memory.total")
+PCIE_FIELDS = (
+    "index",
+    "pci.bus_id",
+    "pstate",
+    "utilization.gpu",
+    "clocks_throttle_reasons.gpu_idle",
+    "pcie.link.gen.current",
+    "pcie.link.gen.max",
+    "pcie.link.width.current",
+    "pcie.link.width.max",
+)
+THROTTLE_FIELDS = {
+    "clocks_throttle_reasons.hw_slowdown": "hardware slowdown (power cables, PSU, or overheating)",
+    "clocks_throttle_reasons.hw_thermal_slowdown": "hardware thermal slowdown",
+    "clocks_throttle_reasons.hw_power_brake_slowdown": "power brake (external power-brake signal)",
+    "clocks_throttle_reasons.sw_thermal_slowdown": "driver thermal slowdown",
+}
+NVME_CRITICAL_WARNING_BITS = (
+    (0x01, "available spare below threshold"),
+    (0x02, "temperature outside its threshold"),
+    (0x04, "reliability degraded by media or internal errors"),
+    (0x08, "media placed in read-only mode"),
+    (0x10, "volatile memory backup failed"),
+    (0x20, "persistent memory region read-only"),
+)
+# Oldest driver branch that supports each CUDA minor release (Linux x86_64), for
+# the remedy text only; the authoritative table lives in the compat data.
+DRIVER_BRANCH_FOR_CUDA = {
+    (11, 0): 450, (11, 1): 455, (11, 2): 460, (11, 3): 465, (11, 4): 470, (11, 5): 495,
+    (11, 6): 510, (11, 7): 515, (11, 8): 520, (12, 0): 525, (12, 1): 530, (12, 2): 535,
+    (12, 3): 545, (12, 4): 550, (12, 5): 555, (12, 6): 560, (12, 8): 570, (12, 9): 575,
+    (13, 0): 580,
+}  # fmt: skip
+
+TORCH_PROBE = r"""# dlsetup-gpucheck torch-probe v1
+import json, sys, warnings
+out = {"torch": None}
+try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import torch
+        out["torch"] = torch.__version__
+        out["cuda_build"] = torch.version.cuda
+        out["cuda_available"] = bool(torch.cuda.is_available())
+        out["device_count"] = torch.cuda.device_count() if out["cuda_available"] else 0
+    out["warnings"] = [str(w.message).strip()[:300] for w in caught][:5]
+    if out["cuda_available"]:
+        out["devices"] = [torch.cuda.get_device_name(i) for i in range(out["device_count"])]
+        cudnn = torch.backends.cudnn
+        out["cudnn"] = cudnn.version() if cudnn.is_available() else None
+        torch.backends.cuda.matmul.allow_tf32 = False
+        gen = torch.Generator().manual_seed(0)
+        a = torch.rand(512, 512, generator=gen, dtype=torch.float64)
+        b = torch.rand(512, 512, generator=gen, dtype=torch.float64)
+        ref = a @ b
+        errs = []
+        for i in range(out["device_count"]):
+            dev = torch.device("cuda", i)
+            got = (a.float().to(dev) @ b.float().to(dev)).double().cpu()
+            errs.append(float(((got - ref).abs() / ref.abs()).max()))
+        out["matmul_max_rel_err"] = errs
+except ImportError as exc:
+    out["import_error"] = "%s: %s" % (type(exc).__name__, exc)
+except Exception as exc:
+    out["error"] = "%s: %s" % (type(exc).__name__, exc)
+print(json.dumps(out))
+"""
+MATMUL_TOLERANCE = 1e-3
+
+
+@dataclass
+class CheckResult:
+    id: str
+    status: str
+    message: str
+    remedy: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "message": self.message,
+            "remedy": self.remedy,
+        }
+
+
+@dataclass
+class Options:
+    container_image: str | None = None
+    timeout: float = 20.0  # one command at most
+    budget: float = 55.0  # the whole run
+    python: str = "python3"  # the interpreter the pytorch check runs
+
+
+@dataclass
+class Report:
+    checks: list[CheckResult]
+    host: dict[str, Any]
+    gpus: list[dict[str, Any]]
+    mode: str
+    elapsed_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not any(c.status == FAIL for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 4
+
+    def check(self, check_id: str) -> CheckResult | None:
+        for result in self.checks:
+            if result.id == check_id:
+                return result
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "checks": [c.to_json() for c in self.checks],
+            "host": self.host,
+            "gpus": self.gpus,
+            "mode": self.mode,
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+
+def normalize_bus_id(bus_id: str | None) -> str | None:
+    """'00000000:01:00.0' (nvidia-smi), '01:00.0' (lspci) -> '0000:01:00.0' (sysfs)."""
+    if not bus_id:
+        return None
+    match = re.match(r"^(?:([0-9a-fA-F]+):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$", bus_id)
+    if not match:
+        return bus_id.lower()
+    domain = int(match.group(1) or "0", 16)
+    return f"{domain:04x}:{match.group(2).lower()}:{match.group(3).lower()}.{match.group(4)}"
+
+
+@dataclass
+class Context:
+    """What the checks share: the probe, the options, and the facts found so far."""
+
+    probe: Probe
+    options: Options
+    started: float = field(default_factory=time.monotonic)
+    results: list[CheckResult] = field(default_factory=list)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
+    pcie_reading: list[dict[str, Any]] | None = None
+    pcie_under_cuda_load: bool = False
+    cuda_report: cuda.CudaReport | None = None
+
+    # -- plumbing ---------------------------------------------------------
+    def remaining(self) -> float:
+        return self.options.budget - (time.monotonic() - self.started)
+
+    def run(self, argv: list[str], timeout: float | None = None) -> CommandResult:
+        budget = self.remaining()
+        if budget < 1.0:
+            return CommandResult(124, "", "not run: the time budget of the whole run is spent")
+        return self.probe.run(argv, min(timeout or self.options.timeout, budget))
+
+    def read(self, path: str) -> str | None:
+        return self.probe.read_file(path)
+
+    def status(self, check_id: str) -> str | None:
+        for result in self.results:
+            if result.id == check_id:
+                return result.status
+        return None
+
+    def memo(self, key: str, fn: Callable[[], Any]) -> Any:
+        if key not in self.cache:
+            self.cache[key] = fn()
+        return self.cache[key]
+
+    # -- facts ------------------------------------------------------------
+    def kernel_release(self) -> str:
+        text = self.read("/proc/sys/kernel/osrelease")
+        return text.strip() if text else "unknown"
+
+    def pci_devices(self) -> list[dict[str, Any]] | None:
+        def load() -> list[dict[str, Any]] | None:
+            names = self.probe.list_dir("/sys/bus/pci/devices")
+            if names is None:
+                return None
+            devices = []
+            for name in names:
+                base = "/sys/bus/pci/devices/" + name
+                vendor = parse_hex(self.read(base + "/vendor"))
+                cls = parse_hex(self.read(base + "/class"))
+                device: dict[str, Any] = {
+                    "slot": name,
+                    "vendor": vendor,
+                    "device": parse_hex(self.read(base + "/device")),
+                    "class": cls,
+                }
+                if vendor == NVIDIA_VENDOR and cls is not None and (cls >> 8) in GPU_CLASSES:
+                    uevent = parse_uevent(self.read(base + "/uevent"))
+                    device["driver"] = uevent.get("DRIVER")
+                    for attr in ("current_link_speed", "max_link_speed"):
+                        device[attr] = parse_link_speed(self.read(base + "/" + attr))
+                    for attr in ("current_link_width", "max_link_width"):
+                        device[attr] = to_int(self.read(base + "/" + attr))
+                devices.append(device)
+            return devices
+
+        result: list[dict[str, Any]] | None = self.memo("pci", load)
+        return result
+
+    def lspci(self) -> CommandResult:
+        result: CommandResult = self.memo("lspci", lambda: self.run(["lspci", "-nn"]))
+        return result
+
+    def modules(self) -> dict[str, dict[str, Any]] | None:
+        def load() -> dict[str, dict[str, Any]] | None:
+            text = self.read("/proc/modules")
+            return None if text is None else parse_proc_modules(text)
+
+        result: dict[str, dict[str, Any]] | None = self.memo("modules", load)
+        return result
+
+    def kernel_module_version(self) -> tuple[str | None, str]:
+        for path in ("/proc/driver/nvidia/version", "/sys/module/nvidia/version"):
+            version = parse_nvidia_kernel_version(self.read(path))
+            if version:
+                return version, path
+        return None, ""
+
+    def nvidia_module_loaded(self) -> bool:
+        modules = self.modules() or {}
+        return any(name in modules for name in ("nvidia", "nvidia_current"))
+
+    def smi_plain(self) -> CommandResult:
+        result: CommandResult = self.memo("smi", lambda: self.run(["nvidia-smi"]))
+        return result
+
+    def smi_query(self) -> tuple[list[dict[str, str | None]], CommandResult, list[str]]:
+        """The per-GPU query; fields this driver's nvidia-smi rejects are dropped and retried."""
+
+        def load() -> tuple[list[dict[str, str | None]], CommandResult, list[str]]:
+            fields = list(SMI_FIELDS)
+            dropped: list[str] = []
+            while True:
+                result = self.run(
+                    [
+                        "nvidia-smi",
+                        "--query-gpu=" + ",".join(fields),
+                        "--format=csv,noheader,nounits",
+                    ]
+                )
+                bad = smi_invalid_field(result.output) if not result.ok else None
+                if bad and bad in fields and bad not in SMI_REQUIRED:
+                    fields.remove(bad)
+                    dropped.append(bad)
+                    continue
+                rows = parse_smi_csv(result.stdout, fields) if result.ok else []
+                return rows, result, dropped
+
+        value: tuple[list[dict[str, str | None]], CommandResult, list[str]] = self.memo(
+            "smi_query", load
+        )
+        return value
+
+    def smi_rows(self) -> list[dict[str, str | None]]:
+        return self.smi_query()[0]
+
+    def read_pcie(self) -> list[dict[str, Any]]:
+        result = self.run(
+            ["nvidia-smi", "--query-gpu=" + ",".join(PCIE_FIELDS), "--format=csv,noheader,nounits"]
+        )
+        rows = parse_smi_csv(result.stdout, list(PCIE_FIELDS)) if result.ok else []
+        return [dict(row) for row in rows]
+
+    def ldconfig(self) -> list[tuple[str, str]]:
+        def load() -> list[tuple[str, str]]:
+            result = self.run(["ldconfig", "-p"])
+            return parse_ldconfig_p(result.stdout) if result.ok else []
+
+        value: list[tuple[str, str]] = self.memo("ldconfig", load)
+        return value
+
+    def find_libs(self, stem: str) -> list[str]:
+        """Paths of ``<stem>.so*`` in the loader cache's directories and the usual ones."""
+        prefix = stem + ".so"
+        dirs = list(LIB_DIRS)
+        for soname, path in self.ldconfig():
+            if soname.startswith(prefix):
+                dirs.append(os.path.dirname(path))
+        found: list[str] = []
+        seen_dirs: set[str] = set()
+        for directory in dirs:
+            real = os.path.normpath(directory)
+            if real in seen_dirs:
+                continue
+            seen_dirs.add(real)
+            for name in self.probe.list_dir(real) or []:
+                if name == prefix or name.startswith(prefix + "."):
+                    found.append(real + "/" + name)
+        return found
+
+    def toolkit_version(self) -> tuple[str | None, str]:
+        version = parse_cuda_version_json(self.read("/usr/local/cuda/version.json"))
+        if version:
+            return version, "/usr/local/cuda/version.json"
+        version = parse_cuda_version_txt(self.read("/usr/local/cuda/version.txt"))
+        if version:
+            return version, "/usr/local/cuda/version.txt"
+        for nvcc in ("nvcc", "/usr/local/cuda/bin/nvcc"):
+            if nvcc == "nvcc" and self.probe.which("nvcc") is None:
+                continue
+            result = self.run([nvcc, "--version"])
+            version = parse_nvcc_version(result.stdout) if result.ok else None
+            if version:
+                return version, f"{nvcc} --version"
+        return None, ""
+
+    def driver_cuda_version(self) -> tuple[str | None, str]:
+        header = parse_smi_header(self.smi_plain().stdout)
+        if "cuda_version" in header:
+            return header["cuda_version"], "nvidia-smi"
+        if self.cuda_report is not None and self.cuda_report.driver_cuda_version:
+            return cuda_version_from_int(self.cuda_report.driver_cuda_version), "cuDriverGetVersion"
+        return None, ""
+
+    def host_driver_version(self) -> str | None:
+        for row in self.smi_rows():
+            if row.get("driver_version"):
+                return row["driver_version"]
+        return parse_smi_header(self.smi_plain().stdout).get("driver_version")
+
+    def gpu_for_bus(self, bus_id: str | None) -> dict[str, Any]:
+        key = normalize_bus_id(bus_id)
+        for gpu in self.gpus:
+            if gpu.get("pci_bus_id") == key:
+                return gpu
+        gpu = {"pci_bus_id": key}
+        self.gpus.append(gpu)
+        return gpu
+
+
+def _label(row: dict[str, Any]) -> str:
+    bus_id = normalize_bus_id(row.get("pci.bus_id")) or "?"
+    if row.get("index") is None:
+        return f"GPU at {bus_id}"
+    return f"GPU {row['index']} ({bus_id})"
+
+
+def _first_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " / ".join(lines[:count]) if lines else "(no output)"
+
+
+# ---------------------------------------------------------------------------
+# the checks
+# ---------------------------------------------------------------------------
+
+
+def check_gpu_present(ctx: Context) -> CheckResult:
+    devices = ctx.pci_devices()
+    lspci = ctx.lspci()
+    listed = parse_lspci_nn(lspci.stdout) if lspci.ok else []
+    descriptions = {normalize_bus_id(d["slot"]): d for d in listed if d["vendor"] == NVIDIA_VENDOR}
+    found: dict[str | None, dict[str, Any]] = {}
+    for dev in devices or []:
+        cls = dev.get("class")
+        if dev["vendor"] == NVIDIA_VENDOR and cls is not None and (cls >> 8) in GPU_CLASSES:
+            found[normalize_bus_id(dev["slot"])] = dev
+    for dev in listed:
+        if dev["vendor"] == NVIDIA_VENDOR and dev["class"] in GPU_CLASSES:
+            found.setdefault(normalize_bus_id(dev["slot"]), {"vendor": dev["vendor"], **dev})
+    for bus_id, dev in sorted(found.items(), key=lambda kv: str(kv[0])):
+        gpu = ctx.gpu_for_bus(bus_id)
+        gpu["pci_id"] = "{:04x}:{:04x}".format(dev["vendor"], dev.get("device") or 0)
+        if bus_id in descriptions:
+            gpu["description"] = descriptions[bus_id]["description"]
+        gpu["kernel_driver"] = dev.get("driver")
+        if dev.get("max_link_width"):
+            gpu["sysfs_link"] = {
+                k: dev.get(k)
+                for k in (
+                    "current_link_speed",
+                    "max_link_speed",
+                    "current_link_width",
+                    "max_link_width",
+                )
+            }
+    if found:
+        parts = []
+        for gpu in ctx.gpus:
+            text = "{} {} [{}]".format(
+                gpu["pci_bus_id"], gpu.get("description", "NVIDIA"), gpu["pci_id"]
+            )
+            if gpu.get("kernel_driver"):
+                text += " (driver in use: {})".format(gpu["kernel_driver"])
+            parts.append(text)
+        return CheckResult(
+            "nvidia-gpu-present", PASS, f"{len(parts)} NVIDIA GPU(s): " + "; ".join(parts)
+        )
+
+    # Neither sysfs nor lspci could be read: a container may still see GPUs via nvidia-smi.
+    if devices is None and not lspci.ok:
+        listing = ctx.run(["nvidia-smi", "-L"])
+        names = re.findall(r"^GPU (\d+): (.+?) \(UUID", listing.stdout, re.M)
+        if listing.ok and names:
+            for index, name in names:
+                ctx.gpus.append({"index": int(index), "name": name})
+            return CheckResult(
+                "nvidia-gpu-present",
+                PASS,
+                f"{len(names)} NVIDIA GPU(s) listed by nvidia-smi -L (no PCI view here): "
+                + "; ".join(n for _, n in names),
+            )
+
+    seen = []
+    if lspci.ok:
+        display = [d["line"] for d in listed if d["class"] >> 8 == 0x03]
+        if display:
+            seen.append("lspci -nn shows: " + "; ".join(display))
+        else:
+            seen.append(f"lspci -nn lists {len(listed)} devices, none a display controller")
+    elif not lspci.found:
+        seen.append("lspci is not installed (apt-get install pciutils)")
+    else:
+        seen.append(f"lspci -nn failed: {_first_lines(lspci.output, 1)}")
+    if devices is not None:
+        vendors: dict[str, int] = {}
+        for dev in devices:
+            key = "%04x" % (dev["vendor"] or 0)
+            vendors[key] = vendors.get(key, 0) + 1
+        summary = ", ".join(f"{vid} x{count}" for vid, count in sorted(vendors.items()))
+        seen.append(
+            f"/sys/bus/pci/devices lists {len(devices)} device(s) (vendor ids "
+            f"{summary or 'none'}), none from NVIDIA (10de)"
+        )
+    else:
+        seen.append("/sys/bus/pci/devices cannot be read")
+    return CheckResult(
+        "nvidia-gpu-present",
+        FAIL,
+        "no NVIDIA GPU found: " + "; ".join(seen),
+        "Check the card is seated and both ends of its PCIe power cables are plugged in, that "
+        "the slot is enabled in the firmware setup (and 'Above 4G decoding' is on for cards with "
+        "large memory), and that this is the host you meant; in a VM, pass the GPU through "
+        "(VFIO) first. Then `lspci -nn | grep -i nvidia` must list it.",
+    )
+
+
+def check_nouveau(ctx: Context) -> CheckResult:
+    modules = ctx.modules()
+    bound = [g["pci_bus_id"] for g in ctx.gpus if g.get("kernel_driver") == "nouveau"]
+    if modules is None and not bound:
+        return CheckResult("nouveau-loaded", SKIP, "cannot read /proc/modules")
+    if (modules and "nouveau" in modules) or bound:
+        where = " and drives {}".format(", ".join(bound)) if bound else ""
+        return CheckResult(
+            "nouveau-loaded",
+            FAIL,
+            f"the open-source nouveau driver is loaded{where}; it keeps the NVIDIA driver from "
+            "binding the GPU",
+            "Blacklist nouveau, rebuild the initramfs and reboot: printf 'blacklist nouveau\\n"
+            "options nouveau modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf && "
+            "sudo update-initramfs -u && sudo reboot (the nvidia_driver role does this).",
+        )
+    return CheckResult("nouveau-loaded", PASS, "nouveau is not loaded")
+
+
+def check_nvidia_module(ctx: Context) -> CheckResult:
+    version, source = ctx.kernel_module_version()
+    if version or ctx.nvidia_module_loaded():
+        others = [
+            "{} uses {}".format(g["pci_bus_id"], g["kernel_driver"])
+            for g in ctx.gpus
+            if g.get("kernel_driver") not in (None, "nvidia", "nvidia_current")
+        ]
+        message = "nvidia kernel module {} is loaded{}".format(
+            version or "",
+            f" ({source})" if source else "",
+        )
+        if others:
+            return CheckResult(
+                "nvidia-module-missing",
+                WARN,
+                message + ", but not every GPU is bound to it: " + "; ".join(others),
+                "A GPU bound to vfio-pci or another driver is invisible to CUDA here; if that is "
+                "not meant (VM passthrough), remove its ids from the vfio-pci options in "
+                "/etc/modprobe.d and reboot.",
+            )
+        return CheckResult("nvidia-module-missing", PASS, message.replace("  ", " "))
+
+    kernel = ctx.kernel_release()
+    nouveau = ctx.status("nouveau-loaded") == FAIL
+    modinfo = ctx.run(["modinfo", "-F", "version", "nvidia"])
+    if not modinfo.ok:
+        debian = ctx.run(["modinfo", "-F", "version", "nvidia-current"])
+        modinfo = debian if debian.ok else modinfo
+    installed = modinfo.stdout.strip() if modinfo.ok else ""
+    if nouveau:
+        message = "the nvidia kernel module is not loaded: nouveau holds the GPU"
+        if installed:
+            message += f" (nvidia {installed} is built for kernel {kernel})"
+        return CheckResult(
+            "nvidia-module-missing", FAIL, message, "Disable nouveau first: see nouveau-loaded."
+        )
+    if installed:
+        return CheckResult(
+            "nvidia-module-missing",
+            FAIL,
+            f"nvidia kernel module {installed} is installed for kernel {kernel} but not loaded",
+            "Load it: sudo modprobe nvidia. If that fails, read `sudo dmesg | grep -i -e nvidia "
+            "-e nvrm`: with Secure Boot on (mokutil --sb-state) the DKMS module must be signed "
+            "with an enrolled key (sudo mokutil --import /var/lib/dkms/mok.pub, then reboot).",
+        )
+    if ctx.probe.which("nvidia-smi") is None:
+        return CheckResult(
+            "nvidia-module-missing",
+            FAIL,
+            f"no NVIDIA driver is installed (no nvidia kernel module for kernel {kernel}, "
+            "no nvidia-smi)",
+            "Install the driver: run dlsetup's driver stage (the nvidia_driver role), then reboot.",
+        )
+    return CheckResult(
+        "nvidia-module-missing",
+        FAIL,
+        "the NVIDIA driver's user-space is installed but there is no nvidia kernel module for "
+        f"the running kernel {kernel} (modinfo: {_first_lines(modinfo.output, 1)})",
+        f"Build it for this kernel: sudo apt-get install linux-headers-{kernel} && sudo dkms "
+        f"autoinstall -k {kernel} && sudo modprobe nvidia (a kernel upgrade without its headers "
+        "leaves DKMS unable to build; the nvidia_driver role installs the headers "
+        "metapackage).",
+    )
+
+
+def check_driver_library_mismatch(ctx: Context) -> CheckResult:
+    kernel_version, source = ctx.kernel_module_version()
+    libs = ctx.find_libs("libnvidia-ml")
+    versions = sorted(
+        {v for v in (lib_version(os.path.basename(p), "libnvidia-ml.so") for p in libs) if v}
+        - {"1"},
+        key=lambda v: version_tuple(v) or (),
+    )
+    smi = ctx.smi_plain()
+    nvml_says = "Driver/library version mismatch" in smi.output
+    match = re.search(r"NVML library version:\s*([0-9][0-9.]*)", smi.output)
+    nvml_lib = match.group(1) if match else None
+    if kernel_version is None:
+        return CheckResult(
+            "driver-library-mismatch",
+            SKIP,
+            "no nvidia kernel module is loaded to compare with (see nvidia-module-missing)",
+        )
+    user_versions = versions or ([nvml_lib] if nvml_lib else [])
+    if nvml_says or (versions and kernel_version not in versions):
+        user = ", ".join(user_versions) or "a different version"
+        message = (
+            f"the loaded kernel module is {kernel_version} ({source}) but the user-space "
+            f"driver (libnvidia-ml) is {user}"
+        )
+        if nvml_says:
+            message += f"; nvidia-smi: {_first_lines(smi.output, 2)}"
+        return CheckResult(
+            "driver-library-mismatch",
+            FAIL,
+            message,
+            "The driver packages were upgraded while the old kernel module stayed loaded: "
+            "reboot the host (sudo reboot) to load the %s module. Without a reboot: stop every "
+            "GPU user (containers, nvidia-persistenced, the display manager), then sudo rmmod "
+            "nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia. Hold the "
+            "driver packages (apt-mark hold) so unattended upgrades do not repeat this."
+            % (user_versions[-1] if user_versions else "new"),
+        )
+    if not versions and not smi.found:
+        return CheckResult(
+            "driver-library-mismatch",
+            FAIL,
+            f"kernel module {kernel_version} is loaded but the user-space driver "
+            "(libnvidia-ml, nvidia-smi) is not installed",
+            f"Install the user-space packages of driver {kernel_version} (the nvidia_driver "
+            "role installs both halves from one branch).",
+        )
+    return CheckResult(
+        "driver-library-mismatch",
+        PASS,
+        f"kernel module and libnvidia-ml are both {kernel_version}"
+        if versions
+        else f"kernel module {kernel_version}; nvidia-smi initialises NVML",
+    )
+
+
+def check_nvidia_smi(ctx: Context) -> CheckResult:
+    if ctx.probe.which("nvidia-smi") is None:
+        return CheckResult(
+            "nvidia-smi",
+            FAIL,
+            "nvidia-smi is not installed",
+            "It ships with the driver (Debian: nvidia-smi; NVIDIA's repository: "
+            "nvidia-utils-<branch> or cuda-drivers): run the nvidia_driver role.",
+        )
+    rows, result, dropped = ctx.smi_query()
+    if not result.ok or not rows:
+        out = result.output
+        if "version mismatch" in out:
+            remedy = "See driver-library-mismatch: reboot to load the matching kernel module."
+        elif "couldn't communicate with the NVIDIA driver" in out or result.rc == 9:
+            remedy = "The kernel module is not loaded: see nvidia-module-missing."
+        elif "fallen off the bus" in out or "Unable to determine the device handle" in out:
+            remedy = (
+                "The GPU stopped answering (Xid 79): power the host off, reseat the card and its "
+                "power cables, check temperatures; `sudo dmesg | grep -i xid` tells more."
+            )
+        else:
+            remedy = "Run nvidia-smi by hand and read `sudo dmesg | grep -i -e nvrm -e xid`."
+        return CheckResult(
+            "nvidia-smi",
+            FAIL,
+            f"nvidia-smi failed (exit {result.rc}): {_first_lines(out)}",
+            remedy,
+        )
+    parts = []
+    for row in rows:
+        gpu = ctx.gpu_for_bus(row.get("pci.bus_id"))
+        gpu.update(
+            {
+                "index": to_int(row.get("index")),
+                "name": row.get("name"),
+                "uuid": row.get("uuid"),
+                "driver_version": row.get("driver_version"),
+                "memory_total_mib": to_int(row.get("memory.total")),
+                "memory_used_mib": to_int(row.get("memory.used")),
+                "temperature_c": to_int(row.get("temperature.gpu")),
+                "pstate": row.get("pstate"),
+                "persistence_mode": row.get("persistence_mode"),
+                "compute_capability": row.get("compute_cap"),
+                "ecc_mode": row.get("ecc.mode.current"),
+                "ecc_errors": {
+                    "corrected_volatile": to_int(row.get("ecc.errors.corrected.volatile.total")),
+                    "uncorrected_volatile": to_int(
+                        row.get("ecc.errors.uncorrected.volatile.total")
+                    ),
+                    "uncorrected_aggregate": to_int(
+                        row.get("ecc.errors.uncorrected.aggregate.total")
+                    ),
+                },
+                "retired_pages": {
+                    "single_bit": to_int(row.get("retired_pages.single_bit_ecc.count")),
+                    "double_bit": to_int(row.get("retired_pages.double_bit.count")),
+                    "pending": row.get("retired_pages.pending"),
+                },
+                "remapped_rows": {
+                    "correctable": to_int(row.get("remapped_rows.correctable")),
+                    "uncorrectable": to_int(row.get("remapped_rows.uncorrectable")),
+                    "pending": row.get("remapped_rows.pending"),
+                    "failure": row.get("remapped_rows.failure"),
+                },
+                "throttle_reasons_active": row.get("clocks_throttle_reasons.active"),
+            }
+        )
+        parts.append(
+            "{} {}, {} MiB, driver {}".format(
+                _label(row), row.get("name"), row.get("memory.total"), row.get("driver_version")
+            )
+        )
+    ctx.gpus.sort(key=lambda g: (g.get("index") is None, g.get("index") or 0))
+    pci_count = len([g for g in ctx.gpus if g.get("pci_id")])
+    message = "; ".join(parts)
+    if dropped:
+        message += " (this nvidia-smi does not know: {})".format(", ".join(dropped))
+    if pci_count > len(rows):
+        missing = [g["pci_bus_id"] for g in ctx.gpus if g.get("pci_id") and g.get("index") is None]
+        return CheckResult(
+            "nvidia-smi",
+            FAIL,
+            f"nvidia-smi sees {len(rows)} of the {pci_count} NVIDIA GPUs on the PCI bus "
+            f"(missing: {', '.join(missing)}): {message}",
+            "A GPU on the bus that the driver does not manage has usually fallen off the bus or "
+            "failed to initialise: read `sudo dmesg | grep -i -e nvrm -e xid`, reseat it and its "
+            "power cables.",
+        )
+    return CheckResult("nvidia-smi", PASS, message)
+
+
+def _needs_smi(check_id: str, ctx: Context) -> CheckResult | None:
+    if not ctx.smi_rows():
+        return CheckResult(check_id, SKIP, "needs a working nvidia-smi (see nvidia-smi)")
+    return None
+
+
+def check_ecc(ctx: Context) -> CheckResult:
+    skipped = _needs_smi("gpu-ecc-errors", ctx)
+    if skipped:
+        return skipped
+    fails, warns, unsupported = [], [], []
+    remedy_fail = (
+        "Drain the GPU, look at `nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER -i N`, then "
+        "reset it (sudo nvidia-smi -r -i N) or reboot so pending retirements/remappings take "
+        "effect; if uncorrectable errors come back, the board needs an RMA."
+    )
+    for row in ctx.smi_rows():
+        label = _label(row)
+        uncorrected = to_int(row.get("ecc.errors.uncorrected.volatile.total")) or 0
+        if (
+            row.get("ecc.mode.current") is None
+            and row.get("retired_pages.pending") is None
+            and (row.get("remapped_rows.pending") is None)
+        ):
+            unsupported.append("{} {}".format(label, row.get("name")))
+            continue
+        if uncorrected > 0:
+            fails.append(f"{label}: {uncorrected} uncorrectable ECC errors since the driver loaded")
+        if row.get("retired_pages.pending") == "Yes":
+            fails.append(f"{label}: a page retirement is pending (needs a reset)")
+        if row.get("remapped_rows.pending") == "Yes":
+            fails.append(f"{label}: a row remapping is pending (needs a reset)")
+        if row.get("remapped_rows.failure") == "Yes":
+            fails.append(f"{label}: row remapping FAILED (the board is out of spare rows)")
+        history = (to_int(row.get("retired_pages.double_bit.count")) or 0) + (
+            to_int(row.get("remapped_rows.uncorrectable")) or 0
+        )
+        if history:
+            warns.append(f"{label}: {history} memory rows/pages retired after uncorrectable errors")
+        if row.get("ecc.mode.current") == "Disabled":
+            warns.append(f"{label}: ECC is disabled")
+    if fails:
+        return CheckResult("gpu-ecc-errors", FAIL, "; ".join(fails + warns), remedy_fail)
+    if warns:
+        return CheckResult(
+            "gpu-ecc-errors",
+            WARN,
+            "; ".join(warns),
+            "Enable ECC where it is off (sudo nvidia-smi -e 1, then reboot) and watch the retired "
+            "counts: `nvidia-smi -q -d PAGE_RETIREMENT,ROW_REMAPPER`; a growing count means RMA.",
+        )
+    message = "no ECC errors, no pending page retirement or row remapping"
+    if unsupported:
+        message = (
+            "no memory errors reported; ECC, page retirement and row remapping are not "
+            "supported by {}".format(", ".join(unsupported))
+        )
+    return CheckResult("gpu-ecc-errors", PASS, message)
+
+
+def check_throttling(ctx: Context) -> CheckResult:
+    skipped = _needs_smi("gpu-throttling", ctx)
+    if skipped:
+        return skipped
+    problems = []
+    for row in ctx.smi_rows():
+        active = [text for fld, text in THROTTLE_FIELDS.items() if row.get(fld) == "Active"]
+        temp = to_int(row.get("temperature.gpu"))
+        if temp is not None and temp >= 85:
+            active.append(f"temperature {temp} C")
+        if active:
+            problems.append("{}: {}".format(_label(row), ", ".join(active)))
+    if problems:
+        return CheckResult(
+            "gpu-throttling",
+            WARN,
+            "clocks held down: " + "; ".join(problems),
+            "Check that every PCIe power connector is plugged in and the PSU is big enough, "
+            "clean the heatsink and fans and give the case airflow; `nvidia-smi -q -d "
+            "PERFORMANCE,TEMPERATURE,POWER` shows which limit is hit.",
+        )
+    temps = [row.get("temperature.gpu") for row in ctx.smi_rows() if row.get("temperature.gpu")]
+    extra = " (temperatures {} C)".format(", ".join(str(t) for t in temps)) if temps else ""
+    return CheckResult("gpu-throttling", PASS, "no hardware or thermal slowdown" + extra)
+
+
+def check_persistence(ctx: Context) -> CheckResult:
+    skipped = _needs_smi("gpu-persistence-mode", ctx)
+    if skipped:
+        return skipped
+    modes = [(row, row.get("persistence_mode")) for row in ctx.smi_rows()]
+    off = [_label(row) for row, mode in modes if mode == "Disabled"]
+    if off:
+        return CheckResult(
+            "gpu-persistence-mode",
+            WARN,
+            "persistence mode is off on {}: every CUDA start re-initialises the GPU (seconds), "
+            "and the driver unloads its state between jobs".format(", ".join(off)),
+            "Run the persistence daemon: sudo systemctl enable --now nvidia-persistenced "
+            "(or sudo nvidia-smi -pm 1 until the next reboot).",
+        )
+    if all(mode is None for _, mode in modes):
+        return CheckResult("gpu-persistence-mode", SKIP, "persistence mode is not reported here")
+    return CheckResult("gpu-persistence-mode", PASS, "persistence mode is on")
+
+
+def _find_nvrtc(ctx: Context) -> list[str]:
+    paths = [p for p in ctx.find_libs("libnvrtc") if "builtins" not in p]
+    # Prefer the most specific name of the newest version (libnvrtc.so.12 over libnvrtc.so).
+    return sorted(paths, key=lambda p: (-(len(version_tuple(p.split(".so.")[-1]) or ())), p))
+
+
+def check_cuda_driver_api(ctx: Context) -> CheckResult:
+    if not ctx.probe.live:
+        return CheckResult(
+            "cuda-driver-api",
+            SKIP,
+            "needs a live GPU (this is a replay; the bundle's nvidia-smi readings were taken "
+            "under the capture's load)",
+        )
+    skipped = _needs_smi("cuda-driver-api", ctx)
+    if skipped:
+        return skipped
+    nvrtc_paths = _find_nvrtc(ctx)
+    holder: dict[str, Any] = {}
+
+    def during_load() -> list[dict[str, Any]]:
+        return ctx.read_pcie()
+
+    def work() -> None:
+        try:
+            holder["report"] = cuda.selftest(nvrtc_paths, during_load)
+        except Exception as exc:  # a ctypes surprise must not kill the run
+            holder["error"] = f"{type(exc).__name__}: {exc}"
+
+    limit = max(5.0, min(40.0, ctx.remaining() - 10.0))
+    thread = threading.Thread(target=work, name="cuda-selftest", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        return CheckResult(
+            "cuda-driver-api",
+            FAIL,
+            f"the CUDA self-test did not finish within {limit:.0f} s",
+            "A hang in cuInit or a copy points at the driver or the card: read `sudo dmesg | "
+            "grep -i -e nvrm -e xid`, stop other GPU processes, reboot.",
+        )
+    if "error" in holder:
+        return CheckResult(
+            "cuda-driver-api",
+            FAIL,
+            "the CUDA self-test crashed: {}".format(holder["error"]),
+            "Report this with the capture bundle (--capture DIR).",
+        )
+    report: cuda.CudaReport = holder["report"]
+    ctx.cuda_report = report
+    if isinstance(report.during_load, list) and report.during_load:
+        ctx.pcie_reading = report.during_load
+        ctx.pcie_under_cuda_load = True
+    if report.error:
+        return CheckResult("cuda-driver-api", FAIL, report.error, _cuda_remedy(report.error_name))
+    parts, bad, untested = [], [], []
+    for dev in report.devices:
+        text = (
+            f"GPU {dev.index} {dev.name} (sm_{dev.compute_capability.replace('.', '')}, "
+            f"{dev.total_memory_mib} MiB): context + {cuda.COPY_BYTES // (1024 * 1024)} MiB "
+            "copy verified"
+        )
+        if dev.kernel_ok:
+            text += f", NVRTC {report.nvrtc_version} kernel verified"
+        parts.append(text)
+        if not dev.copy_ok or dev.kernel_ok is False:
+            bad.append(f"GPU {dev.index}: " + ("; ".join(dev.notes) or "copy mismatch"))
+        elif dev.kernel_ok is None:
+            untested.append(f"GPU {dev.index}: " + "; ".join(dev.notes))
+    version = (
+        f" (driver API CUDA {cuda_version_from_int(report.driver_cuda_version)})"
+        if report.driver_cuda_version
+        else ""
+    )
+    if bad:
+        return CheckResult(
+            "cuda-driver-api",
+            FAIL,
+            "; ".join(bad) + version,
+            "Wrong data from a copy means bad GPU memory or PCIe errors: run the check again, "
+            "read `sudo dmesg | grep -i -e xid -e aer`; a kernel that fails to build or load "
+            "usually means the toolkit's NVRTC is newer than the driver (see cuda-driver-too-old).",
+        )
+    if untested:
+        return CheckResult(
+            "cuda-driver-api",
+            WARN,
+            "; ".join(parts) + version + "; kernel launch not tested: " + "; ".join(untested),
+            "Install NVRTC from the CUDA toolkit (cuda-nvrtc-<ver>, the cuda_toolkit role) so "
+            "the check can compile and launch a kernel.",
+        )
+    return CheckResult("cuda-driver-api", PASS, "; ".join(parts) + version)
+
+
+def _cuda_remedy(name: str | None) -> str:
+    remedies = {
+        "LIBCUDA_NOT_LOADABLE": "libcuda.so.1 ships with the driver (Debian: libcuda1; NVIDIA: "
+        "libnvidia-compute-<branch>): reinstall the driver, then `ldconfig -p | grep libcuda`.",
+        "CUDA_ERROR_NO_DEVICE": "The driver sees no usable GPU: check /dev/nvidia* exist and are "
+        "readable, that nvidia_uvm loads (sudo modprobe nvidia-uvm) and CUDA_VISIBLE_DEVICES.",
+        "CUDA_ERROR_INSUFFICIENT_DRIVER": "The driver is older than this libcuda expects: see "
+        "cuda-driver-too-old.",
+        "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH": "A cuda-compat libcuda shadows the driver's: remove "
+        "the cuda-compat package or its directory from LD_LIBRARY_PATH / ld.so.conf.d.",
+        "CUDA_ERROR_OUT_OF_MEMORY": "Other processes hold the GPU memory: see nvidia-smi's "
+        "process list and stop them.",
+        "CUDA_ERROR_UNKNOWN": "cuInit fails with an unknown error when nvidia_uvm is not loaded "
+        "or the GPU is in a bad state: sudo modprobe nvidia-uvm, then reboot if it persists.",
+    }
+    return remedies.get(
+        name or "",
+        "Read `sudo dmesg | grep -i -e nvrm -e xid` and rerun; a failing context or allocation "
+        "on an idle GPU points at the driver install or the card.",
+    )
+
+
+def _pcie_loaded(row: dict[str, Any]) -> bool:
+    pstate = str(row.get("pstate") or "")
+    util = to_int(row.get("utilization.gpu")) or 0
+    return (
+        pstate in ("P0", "P1", "P2")
+        or util >= 5
+        or row.get("clocks_throttle_reasons.gpu_idle") == "Not Active"
+    )
+
+
+def _gen(speed: float | None) -> int | None:
+    try:
+        return bench.pcie_gen_for_speed(speed) if speed else None
+    except ValueError:
+        return None
+
+
+def check_pcie(ctx: Context) -> CheckResult:
+    rows = ctx.pcie_reading
+    if rows is None and ctx.smi_rows():
+        rows = ctx.read_pcie()
+    if not rows:
+        sysfs = [g for g in ctx.gpus if g.get("sysfs_link")]
+        if not sysfs:
+            return CheckResult(
+                "pcie-link-degraded", SKIP, "no PCIe link data (nvidia-smi and sysfs unavailable)"
+            )
+        # nvidia-smi cannot tell: sysfs still shows the link (read idle: gen may be low).
+        rows = [
+            {
+                "index": g.get("index"),
+                "pci.bus_id": g["pci_bus_id"],
+                "pcie.link.gen.current": _gen(g["sysfs_link"]["current_link_speed"]),
+                "pcie.link.gen.max": _gen(g["sysfs_link"]["max_link_speed"]),
+                "pcie.link.width.current": g["sysfs_link"]["current_link_width"],
+                "pcie.link.width.max": g["sysfs_link"]["max_link_width"],
+            }
+            for g in sysfs
+        ]
+    faults, notes = [], []
+    for row in rows:
+        label = _label(row)
+        gen_cur, gen_max = (
+            to_int(row.get("pcie.link.gen.current")),
+            to_int(row.get("pcie.link.gen.max")),
+        )
+        w_cur, w_max = (
+            to_int(row.get("pcie.link.width.current")),
+            to_int(row.get("pcie.link.width.max")),
+        )
+        loaded = ctx.pcie_under_cuda_load or _pcie_loaded(row)
+        state = "under load" if loaded else "idle"
+        gpu = ctx.gpu_for_bus(row.get("pci.bus_id"))
+        gpu["pcie"] = {
+            "gen_current": gen_cur,
+            "gen_max": gen_max,
+            "width_current": w_cur,
+            "width_max": w_max,
+            "read_under_load": loaded,
+        }
+        if gen_max and w_max:
+            gpu["pcie"]["limit_gbs_per_direction"] = round(
+                bench.pcie_bandwidth_gbs(gen_max, w_max), 2
+            )
+        if w_cur is None or w_max is None:
+            notes.append(f"{label}: link width not reported")
+            continue
+        gens = f" gen{gen_cur} of gen{gen_max}" if gen_cur and gen_max else ""
+        if w_cur < w_max:
+            faults.append(f"{label} links at x{w_cur} of x{w_max}{gens} ({state})")
+        elif gen_cur and gen_max and gen_cur < gen_max and loaded:
+            faults.append(f"{label} runs at gen{gen_cur} of gen{gen_max} x{w_cur} under load")
+        elif gen_cur and gen_max and gen_cur < gen_max:
+            notes.append(
+                f"{label} x{w_cur} of x{w_max}, gen{gen_cur} of gen{gen_max} while idle (an idle "
+                "GPU lowers its link speed; not a fault)"
+            )
+        else:
+            limit = ""
+            if gen_cur and w_cur:
+                limit = f", {bench.pcie_bandwidth_gbs(gen_cur, w_cur):.1f} GB/s per direction"
+            notes.append(
+                f"{label} gen{gen_cur or '?'} x{w_cur} of gen{gen_max or '?'} x{w_max} "
+                f"{state}{limit}"
+            )
+    if faults:
+        return CheckResult(
+            "pcie-link-degraded",
+            FAIL,
+            "; ".join(faults + notes),
+            "Put the card in a slot wired x16 to the CPU (the board manual says which slots are "
+            "x8/x4 electrically or share lanes with M.2/NVMe slots), reseat it, drop or replace a "
+            "riser cable, and compare `sudo lspci -vv -s <bus id> | grep -E 'LnkCap|LnkSta'`; a "
+            "link that trains below its generation under load is a signal-integrity problem "
+            "(riser, dirty contacts) or a slot forced low in the firmware setup.",
+        )
+    return CheckResult("pcie-link-degraded", PASS, "; ".join(notes))
+
+
+def check_cuda_driver_too_old(ctx: Context) -> CheckResult:
+    toolkit, tk_source = ctx.toolkit_version()
+    driver_cuda, d_source = ctx.driver_cuda_version()
+    if toolkit is None:
+        return CheckResult(
+            "cuda-driver-too-old",
+            SKIP,
+            "no CUDA toolkit installed (/usr/local/cuda, nvcc): nothing to compare; framework "
+            "wheels bring their own CUDA runtime",
+        )
+    if driver_cuda is None:
+        return CheckResult(
+            "cuda-driver-too-old",
+            SKIP,
+            f"the driver's CUDA version is unknown (see nvidia-smi); toolkit is {toolkit}",
+        )
+    tk, drv = version_tuple(toolkit) or (0,), version_tuple(driver_cuda) or (0,)
+    needs = DRIVER_BRANCH_FOR_CUDA.get((tk[0], tk[1] if len(tk) > 1 else 0))
+    branch = f" (driver branch {needs} or newer)" if needs else ""
+    facts = (
+        f"the CUDA {toolkit} toolkit ({tk_source}) and a driver that supports CUDA "
+        f"{driver_cuda} ({d_source})"
+    )
+    if tk[:1] > drv[:1]:
+        return CheckResult(
+            "cuda-driver-too-old",
+            FAIL,
+            f"driver too old: {facts}; CUDA {tk[0]} programs will not start",
+            f"Upgrade the driver to one that supports CUDA {toolkit}{branch} with the "
+            f"nvidia_driver role, or install a CUDA toolkit no newer than {driver_cuda}.",
+        )
+    if tk[:2] > drv[:2]:
+        return CheckResult(
+            "cuda-driver-too-old",
+            WARN,
+            facts + ": runs under CUDA minor-version compatibility, but PTX JIT (NVRTC, Triton, "
+            "torch.compile) and newer APIs fail",
+            f"Upgrade the driver to one that supports CUDA {toolkit}{branch}, or use toolkit "
+            f"{driver_cuda}.",
+        )
+    return CheckResult("cuda-driver-too-old", PASS, facts)
+
+
+def check_cudnn(ctx: Context) -> CheckResult:
+    libs = ctx.find_libs("libcudnn")
+    if not libs:
+        return CheckResult(
+            "cudnn-missing",
+            FAIL,
+            "cuDNN not found: no libcudnn.so* in `ldconfig -p` or in {}".format(
+                ", ".join(LIB_DIRS[:3])
+            ),
+            "Install cuDNN for this CUDA major version (the cuda_toolkit role's cuDNN option; "
+            "NVIDIA's repository: libcudnn8 or libcudnn9-cuda-12), then sudo ldconfig.",
+        )
+    versions = sorted(
+        {
+            v
+            for v in (lib_version(os.path.basename(p), "libcudnn.so") for p in libs)
+            if v and "." in v
+        },
+        key=lambda v: version_tuple(v) or (),
+    )
+    header = None
+    for path in CUDNN_HEADERS:
+        header = parse_cudnn_header(ctx.read(path))
+        if header:
+            break
+    version = versions[-1] if versions else header or "unknown version"
+    where = os.path.dirname(libs[0])
+    if not ctx.probe.live:
+        return CheckResult(
+            "cudnn-missing",
+            PASS,
+            f"cuDNN {version} in {where} (from the library file names; creating a handle "
+            "needs a live GPU)",
+        )
+    sonames = [p for p in libs if re.search(r"\.so\.\d+$", p)] or libs
+    holder: dict[str, cuda.CudnnReport] = {}
+    thread = threading.Thread(
+        target=lambda: holder.setdefault("r", cuda.cudnn_selftest(sonames[-1])), daemon=True
+    )
+    thread.start()
+    thread.join(max(5.0, min(20.0, ctx.remaining() - 5.0)))
+    report = holder.get("r")
+    if report is None:
+        return CheckResult(
+            "cudnn-missing",
+            FAIL,
+            f"cudnnCreate did not return in time ({sonames[-1]})",
+            "Check the GPU with cuda-driver-api first; then `sudo dmesg | grep -i xid`.",
+        )
+    if report.error:
+        return CheckResult(
+            "cudnn-missing",
+            FAIL,
+            f"cuDNN {report.version or version} found but unusable: {report.error}",
+            "A cuDNN built for another CUDA major version than the driver supports, or missing "
+            "companion libraries (libcublas/libcublasLt of the same CUDA), break loading: install "
+            "the cuDNN package matching the toolkit, then sudo ldconfig.",
+        )
+    cudart = ""
+    if report.cudart_version:
+        cudart = f", built for CUDA {cuda_version_from_int(report.cudart_version)}"
+    return CheckResult(
+        "cudnn-missing",
+        PASS,
+        f"cuDNN {report.version} ({sonames[-1]}{cudart}): handle created",
+    )
+
+
+def check_container_runtime(ctx: Context) -> CheckResult:
+    image = ctx.options.container_image
+    if not image:
+        return CheckResult(
+            "container-runtime-missing",
+            SKIP,
+            "no --container-image given (the check runs a local image and never pulls one)",
+        )
+    if ctx.probe.which("docker") is None:
+        return CheckResult(
+            "container-runtime-missing",
+            FAIL,
+            "docker is not installed",
+            "Run the container_runtime role (Docker + NVIDIA Container Toolkit).",
+        )
+    inspect = ctx.run(["docker", "image", "inspect", "--format", "{{.Id}}", image])
+    if not inspect.ok:
+        if (
+            "Cannot connect to the Docker daemon" in inspect.output
+            or "permission denied" in inspect.output
+        ):
+            return CheckResult(
+                "container-runtime-missing",
+                FAIL,
+                f"docker cannot reach its daemon: {_first_lines(inspect.output, 1)}",
+                "sudo systemctl enable --now docker; run the check as root or as a member of the "
+                "docker group.",
+            )
+        return CheckResult(
+            "container-runtime-missing",
+            SKIP,
+            f"image {image} is not present locally ({_first_lines(inspect.output, 1)}); "
+            "docker pull it to run this check",
+        )
+    host_driver = ctx.host_driver_version()
+    argv = [
+        "docker", "run", "--rm", "--gpus", "all", image,
+        "nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader",
+    ]  # fmt: skip
+    result = ctx.run(argv, timeout=max(ctx.options.timeout, 30.0))
+    if not result.ok:
+        out = result.output
+        if "could not select device driver" in out or "unknown or invalid runtime" in out:
+            remedy = (
+                "Docker has no GPU support: install the NVIDIA Container Toolkit and register it "
+                "(sudo apt-get install nvidia-container-toolkit && sudo nvidia-ctk runtime "
+                "configure --runtime=docker && sudo systemctl restart docker) - the "
+                "container_runtime role does this."
+            )
+        elif "unsatisfied condition: cuda" in out:
+            remedy = (
+                "The image needs a newer CUDA than this driver supports: use an image whose CUDA "
+                "is no newer than the driver's (see cuda-driver-too-old), or upgrade the driver."
+            )
+        elif "nvidia-container-cli" in out:
+            remedy = (
+                "The toolkit is installed but cannot set the container up: run `sudo "
+                "nvidia-container-cli -k -d /dev/tty info`; a driver/library mismatch or "
+                "missing /dev/nvidia-uvm shows there."
+            )
+        elif "executable file not found" in out:
+            remedy = (
+                "nvidia-smi was not injected: the toolkit adds it only with the 'utility' "
+                "capability (NVIDIA_DRIVER_CAPABILITIES=compute,utility)."
+            )
+        else:
+            remedy = "Run the docker command by hand and read its error."
+        return CheckResult(
+            "container-runtime-missing",
+            FAIL,
+            f"`{' '.join(argv)}` failed (exit {result.rc}): {_first_lines(out)}",
+            remedy,
+        )
+    inside = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    if not inside or (host_driver and any(v != host_driver for v in inside)):
+        return CheckResult(
+            "container-runtime-missing",
+            FAIL,
+            "inside {} the driver is {}, on the host {}".format(
+                image, ", ".join(inside) or "unknown", host_driver or "unknown"
+            ),
+            "The container must use the host's driver libraries: remove driver libraries baked "
+            "into the image, and fix the host first if it shows a driver/library mismatch.",
+        )
+    return CheckResult(
+        "container-runtime-missing",
+        PASS,
+        f"docker run --gpus all {image} sees {len(inside)} GPU(s) with driver {inside[0]}, "
+        "same as the host",
+    )
+
+
+def _nvme_controllers(
+    ctx: Context, check_id: str
+) -> tuple[list[dict[str, Any]], CheckResult | None]:
+    text = ctx.read(NVME_FACTS)
+    if text is None:
+        return [], CheckResult(
+            check_id, SKIP, f"no NVMe facts ({NVME_FACTS} is written by the nvme role)"
+        )
+    try:
+        data = json.loads(text)
+        controllers = data["controllers"]
+        if not isinstance(controllers, list):
+            raise TypeError("controllers is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        return [], CheckResult(
+            check_id,
+            WARN,
+            f"{NVME_FACTS} is not the nvme role's JSON: {exc}",
+            "Re-run the nvme role to rewrite its facts file.",
+        )
+    if not controllers:
+        return [], CheckResult(check_id, SKIP, "the nvme facts list no NVMe controller")
+    return [c for c in controllers if isinstance(c, dict)], None
+
+
+def check_nvme_link(ctx: Context) -> CheckResult:
+    controllers, early = _nvme_controllers(ctx, "nvme-link-degraded")
+    if early:
+        return early
+    faults, warns, notes = [], [], []
+    for ctrl in controllers:
+        link = ctrl.get("link") or {}
+        label = "{} ({})".format(ctrl.get("name", "?"), ctrl.get("model", "?"))
+        w_cur, w_max = to_int(link.get("current_width")), to_int(link.get("max_width"))
+        s_cur, s_max = (
+            parse_link_speed(link.get("current_speed")),
+            parse_link_speed(link.get("max_speed")),
+        )
+        if w_cur is None or w_max is None:
+            notes.append(f"{label}: link not reported")
+            continue
+        limit = bench.nvme_link_limit_gbs(s_cur, w_cur) if s_cur else None
+        limit_text = f", {limit:.2f} GB/s" if limit else ""
+        if w_cur < w_max:
+            faults.append(f"{label} links at x{w_cur} of x{w_max}{limit_text}")
+        elif s_cur and s_max and s_cur < s_max:
+            warns.append(f"{label} runs at {s_cur:g} of {s_max:g} GT/s x{w_cur}{limit_text}")
+        else:
+            notes.append(f"{label} {s_cur or 0:g} GT/s x{w_cur}{limit_text}")
+    remedy = (
+        "Move the drive to an M.2 slot wired x4 to the CPU (the board manual lists slots that are "
+        "x2 or share lanes with SATA ports or a PCIe slot), or disable the device that shares its "
+        "lanes in the firmware setup; an adapter card needs an x4 or wider slot. Check with "
+        "`sudo lspci -vv -s <bus id> | grep -E 'LnkCap|LnkSta'`."
+    )
+    if faults:
+        return CheckResult("nvme-link-degraded", FAIL, "; ".join(faults + warns + notes), remedy)
+    if warns:
+        return CheckResult("nvme-link-degraded", WARN, "; ".join(warns + notes), remedy)
+    return CheckResult("nvme-link-degraded", PASS, "; ".join(notes))
+
+
+def check_nvme_health(ctx: Context) -> CheckResult:
+    controllers, early = _nvme_controllers(ctx, "nvme-health")
+    if early:
+        return early
+    fails, warns, notes = [], [], []
+    for ctrl in controllers:
+        label = "{} ({})".format(ctrl.get("name", "?"), ctrl.get("model", "?"))
+        critical = to_int(ctrl.get("critical_warning")) or 0
+        used = to_int(ctrl.get("percentage_used"))
+        media = to_int(ctrl.get("media_errors")) or 0
+        temp = to_int(ctrl.get("temperature_c"))
+        if critical:
+            bits = [text for bit, text in NVME_CRITICAL_WARNING_BITS if critical & bit]
+            fails.append(
+                "{}: critical warning 0x{:02x} ({})".format(
+                    label, critical, ", ".join(bits) or "unknown"
+                )
+            )
+        if used is not None and used >= 100:
+            fails.append(f"{label}: {used}% of its rated endurance used")
+        elif used is not None and used >= 90:
+            warns.append(f"{label}: {used}% of its rated endurance used")
+        if media:
+            warns.append(f"{label}: {media} media errors")
+        if temp is not None and temp >= 70:
+            warns.append(f"{label}: {temp} C")
+        notes.append(
+            f"{label}: {'?' if used is None else used}% used, {media} media errors, "
+            f"{'?' if temp is None else temp} C"
+        )
+    if fails:
+        return CheckResult(
+            "nvme-health",
+            FAIL,
+            "; ".join(fails + warns),
+            "Copy the data off the drive now and replace it; `sudo nvme smart-log /dev/<name>` "
+            "shows the counters (a temperature warning alone: give it a heatsink and airflow).",
+        )
+    if warns:
+        return CheckResult(
+            "nvme-health",
+            WARN,
+            "; ".join(warns),
+            "Watch `sudo nvme smart-log /dev/<name>`; plan the replacement of a worn drive and "
+            "cool a hot one (heatsink, airflow).",
+        )
+    return CheckResult("nvme-health", PASS, "; ".join(notes))
+
+
+def check_pytorch(ctx: Context) -> CheckResult:
+    python = ctx.options.python
+    result = ctx.run([python, "-c", TORCH_PROBE], timeout=max(ctx.options.timeout, 45.0))
+    if not result.found:
+        return CheckResult("pytorch", SKIP, f"{python} is not installed")
+    data: dict[str, Any] | None = None
+    for line in reversed(result.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                data = None
+            break
+    if data is None:
+        return CheckResult(
+            "pytorch",
+            FAIL,
+            f"the torch probe in {python} died (exit {result.rc}): "
+            + _first_lines(result.stderr or result.stdout, 3),
+            f"Run `{python} -c 'import torch; print(torch.cuda.is_available())'` by hand; a "
+            "crash in import usually means a broken install: reinstall torch in a fresh venv.",
+        )
+    if data.get("torch") is None:
+        return CheckResult(
+            "pytorch",
+            SKIP,
+            "PyTorch is not installed in {} ({})".format(
+                python, data.get("import_error", "import failed")
+            ),
+        )
+    version = "torch {} (CUDA {})".format(data["torch"], data.get("cuda_build"))
+    if data.get("error"):
+        return CheckResult(
+            "pytorch",
+            FAIL,
+            "{}: {}".format(version, data["error"]),
+            f"Run the matmul by hand in {python}; errors from the CUDA runtime point at the driver "
+            "(see the checks above).",
+        )
+    if not data.get("cuda_available"):
+        warns = "; ".join(data.get("warnings") or []) or "torch.cuda.is_available() is False"
+        driver_cuda, _ = ctx.driver_cuda_version()
+        remedy = "Install a PyTorch build whose CUDA version the driver supports"
+        if driver_cuda:
+            remedy += f" (this driver supports CUDA {driver_cuda})"
+        if data.get("cuda_build") is None:
+            remedy = "This is a CPU-only PyTorch build: install a CUDA build of torch"
+        return CheckResult(
+            "pytorch",
+            FAIL,
+            f"{version} does not see a GPU: {warns}",
+            remedy + ", e.g. pip install torch --index-url <PyTorch's cuXYZ wheel index>; or "
+            "upgrade the driver (see cuda-driver-too-old).",
+        )
+    errors = data.get("matmul_max_rel_err") or []
+    worst = max(errors) if errors else None
+    devices = data.get("devices") or []
+    message = (
+        f"{version}, cuDNN {data.get('cudnn')}, sees {data.get('device_count', 0)} GPU(s): "
+        + ", ".join(devices)
+    )
+    if worst is None or worst > MATMUL_TOLERANCE:
+        return CheckResult(
+            "pytorch",
+            FAIL,
+            message
+            + f"; 512x512 fp32 matmul differs from the CPU result (max relative error {worst})",
+            "Wrong arithmetic on the GPU: rerun, then test the card with a memory test "
+            "(e.g. gpu-burn / cuda_memtest) and check `sudo dmesg | grep -i xid`.",
+        )
+    expected = len(ctx.smi_rows())
+    if expected and data.get("device_count", 0) < expected:
+        return CheckResult(
+            "pytorch",
+            WARN,
+            f"{message}; nvidia-smi lists {expected}",
+            "CUDA_VISIBLE_DEVICES or a container's device list hides GPUs from torch.",
+        )
+    return CheckResult(
+        "pytorch",
+        PASS,
+        message + f"; 512x512 fp32 matmul matches the CPU (max rel. error {worst:.1e})",
+    )
+
+
+CHECKS: tuple[tuple[str, Callable[[Context], CheckResult]], ...] = (
+    ("nvidia-gpu-present", check_gpu_present),
+    ("nouveau-loaded", check_nouveau),
+    ("nvidia-module-missing", check_nvidia_module),
+    ("driver-library-mismatch", check_driver_library_mismatch),
+    ("nvidia-smi", check_nvidia_smi),
+    ("gpu-ecc-errors", check_ecc),
+    ("gpu-throttling", check_throttling),
+    ("gpu-persistence-mode", check_persistence),
+    ("cuda-driver-api", check_cuda_driver_api),
+    ("pcie-link-degraded", check_pcie),
+    ("cuda-driver-too-old", check_cuda_driver_too_old),
+    ("cudnn-missing", check_cudnn),
+    ("container-runtime-missing", check_container_runtime),
+    ("nvme-link-degraded", check_nvme_link),
+    ("nvme-health", check_nvme_health),
+    ("pytorch", check_pytorch),
+)
+# Checks that mean nothing while the driver does not work (nvidia-smi failed).
+NEEDS_DRIVER = {"cuda-driver-api", "container-runtime-missing", "pytorch"}
+
+
+def host_info(ctx: Context) -> dict[str, Any]:
+    hostname = ctx.read("/proc/sys/kernel/hostname")
+    os_release = parse_os_release(ctx.read("/etc/os-release"))
+    return {
+        "hostname": hostname.strip() if hostname else None,
+        "os": os_release.get("PRETTY_NAME"),
+        "kernel": ctx.kernel_release(),
+        "probe": ctx.probe.description,
+        "gpucheck_python": sys.version.split()[0],
+    }
+
+
+def run_checks(probe: Probe, options: Options | None = None) -> Report:
+    """Run every check through ``probe``; never raises (but KeyboardInterrupt)."""
+    ctx = Context(probe=probe, options=options or Options())
+    mode = probe.mode
+    host: dict[str, Any] = {}
+    internal: list[str] = []
+    try:
+        host = host_info(ctx)
+        for check_id, fn in CHECKS:
+            if check_id != "nvidia-gpu-present" and ctx.status("nvidia-gpu-present") == FAIL:
+                ctx.results.append(
+                    CheckResult(check_id, SKIP, "no NVIDIA GPU found (see nvidia-gpu-present)")
+                )
+                continue
+            if check_id in NEEDS_DRIVER and ctx.status("nvidia-smi") == FAIL:
+                ctx.results.append(
+                    CheckResult(check_id, SKIP, "needs a working driver (see nvidia-smi)")
+                )
+                continue
+            try:
+                ctx.results.append(fn(ctx))
+            except Exception as exc:
+                internal.append(f"{check_id}: {type(exc).__name__}: {exc}")
+                ctx.results.append(
+                    CheckResult(check_id, SKIP, "not judged: the check hit an internal error")
+                )
+    except Exception as exc:
+        internal.append(f"{type(exc).__name__}: {exc}")
+    if internal:
+        ctx.results.append(
+            CheckResult(
+                INTERNAL_ERROR,
+                FAIL,
+                "; ".join(internal),
+                "This is a bug in dlsetup's gpucheck: report it with a capture bundle "
+                "(python3 -m dlsetup.gpucheck --capture DIR).",
+            )
+        )
+    return Report(
+        checks=ctx.results,
+        host=host,
+        gpus=ctx.gpus,
+        mode=mode,
+        elapsed_s=time.monotonic() - ctx.started,
+    )

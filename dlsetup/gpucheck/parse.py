@@ -1,0 +1,266 @@
+"""Parsers for what the smoke test reads: pure functions of text, no I/O.
+
+Each one takes the exact text a tool or a kernel file produces (formats noted
+next to each) and returns plain data; anything unrecognised gives None or an
+empty result rather than an exception.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Any
+
+NVIDIA_VENDOR = 0x10DE
+# PCI base class 0x03 (display): 0x0300 VGA compatible, 0x0302 3D controller.
+GPU_CLASSES = (0x0300, 0x0302)
+
+# Values nvidia-smi prints for a field it cannot give.
+SMI_MISSING = {"[N/A]", "N/A", "[Not Supported]", "[Unknown Error]", "[Insufficient Permissions]"}
+
+
+def version_tuple(text: str | None) -> tuple[int, ...] | None:
+    """'535.261.03' -> (535, 261, 3); None when it does not start with a number."""
+    if not text:
+        return None
+    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text)
+    if match is None:
+        return None
+    return tuple(int(p) for p in match.group(1).split("."))
+
+
+def parse_proc_modules(text: str) -> dict[str, dict[str, Any]]:
+    """/proc/modules: 'nvidia 56717312 2 nvidia_uvm,nvidia_modeset, Live 0x0000000000000000'."""
+    modules: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        deps = [] if parts[3] == "-" else [d for d in parts[3].split(",") if d]
+        try:
+            size, refcount = int(parts[1]), int(parts[2])
+        except ValueError:
+            continue
+        modules[parts[0]] = {"size": size, "refcount": refcount, "used_by": deps, "state": parts[4]}
+    return modules
+
+
+def parse_nvidia_kernel_version(text: str | None) -> str | None:
+    """/proc/driver/nvidia/version or /sys/module/nvidia/version -> '535.261.03'.
+
+    Formats: 'NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.261.03  <date>',
+    'NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.126.09  Release Build ...',
+    and the sysfs file, which holds the bare version.
+    """
+    if not text:
+        return None
+    match = re.search(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    if match:
+        return match.group(1)
+    match = re.match(r"\s*(\d+\.\d+(?:\.\d+)?)\s*$", text)
+    return match.group(1) if match else None
+
+
+def parse_lspci_nn(text: str) -> list[dict[str, Any]]:
+    """`lspci -nn`: '01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP102
+    [GeForce GTX 1080 Ti] [10de:1b06] (rev a1)'."""
+    pattern = re.compile(
+        r"^(?P<slot>[0-9a-fA-F:.]+)\s+(?P<cls>.+?)\s+\[(?P<code>[0-9a-fA-F]{4})\]:\s+"
+        r"(?P<desc>.*?)\s*\[(?P<ven>[0-9a-fA-F]{4}):(?P<dev>[0-9a-fA-F]{4})\]"
+        r"(?:\s+\(rev\s+(?P<rev>[0-9a-fA-F]+)\))?(?:\s+\(prog-if[^)]*\))?\s*$"
+    )
+    devices = []
+    for line in text.splitlines():
+        match = pattern.match(line.strip())
+        if not match:
+            continue
+        devices.append(
+            {
+                "slot": match.group("slot"),
+                "class_name": match.group("cls"),
+                "class": int(match.group("code"), 16),
+                "vendor": int(match.group("ven"), 16),
+                "device": int(match.group("dev"), 16),
+                "description": match.group("desc"),
+                "line": line.strip(),
+            }
+        )
+    return devices
+
+
+def parse_uevent(text: str | None) -> dict[str, str]:
+    """A sysfs uevent file: KEY=value lines."""
+    result: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            result[key.strip()] = value.strip()
+    return result
+
+
+def parse_hex(text: str | None) -> int | None:
+    """sysfs '0x10de\\n' -> 0x10de."""
+    if not text:
+        return None
+    try:
+        return int(text.strip(), 16)
+    except ValueError:
+        return None
+
+
+def smi_value(value: str | None) -> str | None:
+    """An nvidia-smi CSV cell, None for '[N/A]' and friends."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or value in SMI_MISSING:
+        return None
+    return value
+
+
+def parse_smi_csv(text: str, fields: list[str]) -> list[dict[str, str | None]]:
+    """`nvidia-smi --query-gpu=F1,F2 --format=csv,noheader,nounits`: one row per GPU.
+
+    Rows whose cell count does not match the fields are dropped.
+    """
+    rows: list[dict[str, str | None]] = []
+    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
+    for cells in reader:
+        if len(cells) != len(fields):
+            continue
+        row: dict[str, str | None] = {}
+        for index, field in enumerate(fields):
+            row[field] = smi_value(cells[index])
+        rows.append(row)
+    return rows
+
+
+def smi_invalid_field(text: str) -> str | None:
+    """'Field "compute_cap" is not a valid field to query.' -> 'compute_cap'."""
+    match = re.search(r'Field\s+["\u201c]([^"\u201d]+)["\u201d]\s+is not a valid field', text)
+    return match.group(1) if match else None
+
+
+def parse_smi_header(text: str) -> dict[str, str]:
+    """Plain `nvidia-smi`: '| NVIDIA-SMI 535.261.03   Driver Version: 535.261.03   CUDA
+    Version: 12.2 |' -> {'driver_version': '535.261.03', 'cuda_version': '12.2'}."""
+    result: dict[str, str] = {}
+    match = re.search(r"Driver Version:\s*([0-9][0-9.]*)", text)
+    if match:
+        result["driver_version"] = match.group(1)
+    match = re.search(r"CUDA Version:\s*([0-9]+\.[0-9]+)", text)
+    if match:
+        result["cuda_version"] = match.group(1)
+    return result
+
+
+def parse_nvcc_version(text: str) -> str | None:
+    """`nvcc --version`: 'Cuda compilation tools, release 11.8, V11.8.89' -> '11.8'."""
+    match = re.search(r"release\s+(\d+\.\d+)", text)
+    return match.group(1) if match else None
+
+
+def parse_cuda_version_json(text: str | None) -> str | None:
+    """/usr/local/cuda/version.json: {"cuda": {"version": "11.8.20220929"}} -> '11.8'."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    version = data.get("cuda", {}).get("version") if isinstance(data, dict) else None
+    if not isinstance(version, str):
+        return None
+    parts = version.split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 else None
+
+
+def parse_cuda_version_txt(text: str | None) -> str | None:
+    """/usr/local/cuda/version.txt (CUDA <= 11.0): 'CUDA Version 10.2.89' -> '10.2'."""
+    match = re.search(r"CUDA Version\s+(\d+\.\d+)", text or "")
+    return match.group(1) if match else None
+
+
+def parse_ldconfig_p(text: str) -> list[tuple[str, str]]:
+    """`ldconfig -p`: '\\tlibcudnn.so.8 (libc6,x86-64) => /lib/x86_64-linux-gnu/libcudnn.so.8'."""
+    libs = []
+    for line in text.splitlines():
+        match = re.match(r"^\s+(\S+)\s+\(([^)]*)\)\s+=>\s+(\S+)\s*$", line)
+        if match:
+            libs.append((match.group(1), match.group(3)))
+    return libs
+
+
+def lib_version(filename: str, stem: str) -> str | None:
+    """'libnvidia-ml.so.535.261.03', 'libnvidia-ml.so' -> '535.261.03'."""
+    prefix = stem + "."
+    if not filename.startswith(prefix):
+        return None
+    rest = filename[len(prefix) :]
+    return rest if re.match(r"^\d+(\.\d+)*$", rest) else None
+
+
+def parse_cudnn_header(text: str | None) -> str | None:
+    """cudnn_version.h: '#define CUDNN_MAJOR 8' ... -> '8.9.7'."""
+    if not text:
+        return None
+    parts = []
+    for name in ("MAJOR", "MINOR", "PATCHLEVEL"):
+        match = re.search(rf"#define\s+CUDNN_{name}\s+(\d+)", text)
+        if not match:
+            return None
+        parts.append(match.group(1))
+    return ".".join(parts)
+
+
+def cudnn_version_from_int(value: int) -> str:
+    """cudnnGetVersion(): 8907 -> '8.9.7' (cuDNN 8: M*1000+m*100+p), 90100 -> '9.1.0'."""
+    if value >= 90000:
+        return f"{value // 10000}.{value // 100 % 100}.{value % 100}"
+    return f"{value // 1000}.{value // 100 % 10}.{value % 100}"
+
+
+def cuda_version_from_int(value: int) -> str:
+    """cuDriverGetVersion(): 12020 -> '12.2'."""
+    return f"{value // 1000}.{value % 1000 // 10}"
+
+
+def parse_link_speed(text: Any) -> float | None:
+    """'8.0 GT/s PCIe' (sysfs, nvme facts) -> 8.0."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = re.match(r"\s*(\d+(?:\.\d+)?)\s*GT/s", str(text or ""))
+    return float(match.group(1)) if match else None
+
+
+def parse_os_release(text: str | None) -> dict[str, str]:
+    """/etc/os-release KEY="value" lines."""
+    result: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and not key.startswith("#"):
+            result[key.strip()] = value.strip().strip('"')
+    return result
+
+
+def to_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        try:
+            return int(float(str(value).strip()))
+        except ValueError:
+            return None
+
+
+def to_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
