@@ -684,9 +684,8 @@ def recommended_kernel_modules(arch: str | Architecture, branch: int | str) -> K
     data = load()
     if not a.open_kernel_modules:
         return "proprietary"
+    # (R615 and later ship no proprietary flavor; they are past R560 anyway)
     if a.requires_open_kernel_modules or b >= data.open_default_branch:
-        return "open"
-    if b > data.proprietary_last_branch:
         return "open"
     return "proprietary"
 
