@@ -635,3 +635,12 @@ def test_torch_probe_script_runs_without_torch() -> None:
         assert "import_error" in data
     else:
         assert "cuda_available" in data
+
+
+def test_cudnn_found_through_ldconfig_alone(tmp_path: Path) -> None:
+    """No directory listing recorded: the loader cache still shows libcudnn.so.8."""
+    bundle = variant(tmp_path, lambda commands: None)
+    (bundle / "dirs.json").write_text("{}")
+    result = replay(bundle).check("cudnn-missing")
+    assert result is not None and result.status == "pass"
+    assert "cuDNN 8.x" in result.message

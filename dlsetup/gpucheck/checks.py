@@ -267,8 +267,7 @@ class Context:
     results: list[CheckResult] = field(default_factory=list)
     gpus: list[dict[str, Any]] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)
-    pcie_reading: list[dict[str, Any]] | None = None
-    pcie_under_cuda_load: bool = False
+    pcie_reading: list[dict[str, Any]] | None = None  # read under the CUDA self-test's load
     cuda_report: cuda.CudaReport | None = None
 
     # -- plumbing ---------------------------------------------------------
@@ -408,7 +407,7 @@ class Context:
         for soname, path in self.ldconfig():
             if soname.startswith(prefix):
                 dirs.append(os.path.dirname(path))
-        found: list[str] = []
+        found: dict[str, str] = {}  # file name -> first path seen (/lib and /usr/lib alias)
         seen_dirs: set[str] = set()
         for directory in dirs:
             real = os.path.normpath(directory)
@@ -417,8 +416,11 @@ class Context:
             seen_dirs.add(real)
             for name in self.probe.list_dir(real) or []:
                 if name == prefix or name.startswith(prefix + "."):
-                    found.append(real + "/" + name)
-        return found
+                    found.setdefault(name, real + "/" + name)
+        for soname, path in self.ldconfig():
+            if soname == prefix or soname.startswith(prefix + "."):
+                found.setdefault(soname, path)
+        return list(found.values())
 
     def toolkit_version(self) -> tuple[str | None, str]:
         version = parse_cuda_version_json(self.read("/usr/local/cuda/version.json"))
@@ -958,7 +960,6 @@ def check_cuda_driver_api(ctx: Context) -> CheckResult:
     ctx.cuda_report = report
     if isinstance(report.during_load, list) and report.during_load:
         ctx.pcie_reading = report.during_load
-        ctx.pcie_under_cuda_load = True
     if report.error:
         return CheckResult("cuda-driver-api", FAIL, report.error, _cuda_remedy(report.error_name))
     parts, bad, untested = [], [], []
@@ -1072,7 +1073,9 @@ def check_pcie(ctx: Context) -> CheckResult:
             to_int(row.get("pcie.link.width.current")),
             to_int(row.get("pcie.link.width.max")),
         )
-        loaded = ctx.pcie_under_cuda_load or _pcie_loaded(row)
+        # Judged from the reading itself (pstate, utilisation, idle flag), so a replay
+        # reaches the same verdict as the capture that recorded it.
+        loaded = _pcie_loaded(row)
         state = "under load" if loaded else "idle"
         gpu = ctx.gpu_for_bus(row.get("pci.bus_id"))
         gpu["pcie"] = {
@@ -1189,7 +1192,10 @@ def check_cudnn(ctx: Context) -> CheckResult:
         header = parse_cudnn_header(ctx.read(path))
         if header:
             break
-    version = versions[-1] if versions else header or "unknown version"
+    majors = sorted(
+        {v for v in (lib_version(os.path.basename(p), "libcudnn.so") for p in libs) if v}
+    )
+    version = versions[-1] if versions else header or (majors[-1] + ".x" if majors else "?")
     where = os.path.dirname(libs[0])
     if not ctx.probe.live:
         return CheckResult(
