@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from dlsetup.gpucheck import checks, cli
+from dlsetup.gpucheck import checks, cli, cuda
 from dlsetup.gpucheck.checks import (
     CHECK_IDS,
     PCIE_FIELDS,
@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "dlsetup" / "gpucheck"
 FIXTURES = REPO / "tests" / "fixtures" / "gpucheck"
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3")
+IMAGE_HEALTHY = "nvidia/cuda:11.8.0-base-ubuntu22.04"
 
 
 def replay(name: str | Path, **options: Any) -> checks.Report:
@@ -644,3 +645,96 @@ def test_cudnn_found_through_ldconfig_alone(tmp_path: Path) -> None:
     result = replay(bundle).check("cudnn-missing")
     assert result is not None and result.status == "pass"
     assert "cuDNN 8.x" in result.message
+
+
+# -- the ctypes bindings against a stub driver -------------------------------
+
+
+@pytest.fixture(scope="module")
+def stub_lib(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """libcuda/libnvrtc/libcudnn stand-in (C, CPU only): checks how cuda.py calls them."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the stub driver")
+    out = tmp_path_factory.mktemp("stub") / "libfakecuda.so"
+    source = FIXTURES / "stub" / "fake_cuda.c"
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(source)], check=True)
+    return str(out)
+
+
+def test_cuda_selftest_through_the_stub(stub_lib: str) -> None:
+    seen: list[int] = []
+
+    def during_load() -> list[dict[str, str]]:
+        seen.append(1)
+        return [{"pcie.link.width.current": "16"}]
+
+    report = cuda.selftest([stub_lib], during_load, warmup_s=0.2, libcuda=stub_lib)
+    assert report.error is None, report.error
+    assert report.ok
+    assert report.driver_cuda_version == 12020
+    assert report.nvrtc_version == "11.8"
+    dev = report.devices[0]
+    assert (dev.name, dev.compute_capability, dev.total_memory_mib) == ("Fake GPU", "6.1", 11264)
+    assert dev.copy_ok and dev.kernel_ok
+    assert seen == [1]
+    assert report.during_load == [{"pcie.link.width.current": "16"}]
+
+
+def test_cuda_selftest_sees_corrupted_copies(
+    stub_lib: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_CUDA_CORRUPT", "1")
+    report = cuda.selftest([stub_lib], None, libcuda=stub_lib)
+    assert not report.ok
+    assert not report.devices[0].copy_ok
+    assert "offset 100" in report.devices[0].notes[0]
+
+
+def test_cuda_selftest_without_nvrtc_or_devices(
+    stub_lib: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = cuda.selftest([], None, libcuda=stub_lib)
+    assert report.devices[0].copy_ok and report.devices[0].kernel_ok is None
+    assert "NVRTC" in report.devices[0].notes[0]
+    monkeypatch.setenv("FAKE_CUDA_NO_DEVICE", "1")
+    report = cuda.selftest([stub_lib], None, libcuda=stub_lib)
+    assert report.error_name == "CUDA_ERROR_NO_DEVICE"
+
+
+def test_cudnn_selftest_through_the_stub(stub_lib: str) -> None:
+    report = cuda.cudnn_selftest(stub_lib)
+    assert report.error is None
+    assert (report.version, report.cudart_version, report.handle_ok) == ("8.9.7", 11080, True)
+    missing = cuda.cudnn_selftest("/nonexistent/libcudnn.so.8")
+    assert missing.error and "cannot load" in missing.error
+
+
+def test_live_checks_end_to_end_through_the_stub(
+    stub_lib: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The healthy box with its live-only checks run against the stub driver: all pass."""
+
+    class LiveReplay(ReplayProbe):
+        live = True
+
+    real_selftest, real_cudnn = cuda.selftest, cuda.cudnn_selftest
+    monkeypatch.setattr(
+        checks.cuda, "selftest", lambda paths, load: real_selftest(paths, load, 0.2, stub_lib)
+    )
+    monkeypatch.setattr(checks.cuda, "cudnn_selftest", lambda path: real_cudnn(stub_lib))
+    monkeypatch.setattr(checks, "_find_nvrtc", lambda ctx: [stub_lib])
+    probe = LiveReplay(str(FIXTURES / "healthy"))
+    report = run_checks(probe, Options(container_image=IMAGE_HEALTHY))
+    assert report.passed, [(c.id, c.message) for c in report.checks if c.status != "pass"]
+    assert all(c.status == "pass" for c in report.checks)
+    api = report.check("cuda-driver-api")
+    assert (
+        api is not None
+        and "Fake GPU" in api.message
+        and "NVRTC 11.8 kernel verified" in api.message
+    )
+    cudnn = report.check("cudnn-missing")
+    assert cudnn is not None and "handle created" in cudnn.message
+    pcie = report.check("pcie-link-degraded")
+    assert pcie is not None and "under load" in pcie.message

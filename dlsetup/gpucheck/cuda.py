@@ -345,11 +345,12 @@ def selftest(
     nvrtc_paths: list[str],
     during_load: Callable[[], Any] | None = None,
     warmup_s: float = 1.0,
+    libcuda: str = "libcuda.so.1",
 ) -> CudaReport:
     """Run the driver API self-test on every GPU; see the module docstring."""
     report = CudaReport()
     try:
-        cu = CudaDriver()
+        cu = CudaDriver(libcuda)
     except OSError as exc:
         report.error = f"cannot load libcuda.so.1: {exc}"
         report.error_name = "LIBCUDA_NOT_LOADABLE"
