@@ -15,8 +15,8 @@ import pytest
 
 from tests.boxes import (
     Box,
-    docker_ready,
     dlsetup,
+    docker_ready,
     make_key,
     remove_boxes,
     sh,
