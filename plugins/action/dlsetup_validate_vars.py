@@ -9,6 +9,7 @@ silently ignored on a machine whose disks are at stake.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def validate(
         mine = {k: v for k, v in provided.items() if k.startswith(prefix)}
         unknown = sorted(k for k in mine if k not in options)
         for key in unknown:
-            close = [o for o in options if o.startswith(key[: len(prefix) + 3])]
+            close = difflib.get_close_matches(key, list(options), n=3, cutoff=0.75)
             hint = f"; did you mean {', '.join(close[:3])}?" if close else ""
             errors.append(
                 f"{key}: unknown variable for role {role}{hint} "
