@@ -8,6 +8,7 @@ provisioning logic lives in the playbooks and roles, never here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import textwrap
@@ -27,7 +28,8 @@ from dlsetup.inventory import (
 )
 from dlsetup.runner import RunSpec
 
-DEMO_BOX = "dlsetup-demo"
+# The demo box's container; tests give theirs another name.
+DEMO_BOX = os.environ.get("DLSETUP_DEMO_BOX", "dlsetup-demo")
 DEMO_HOST = "demo"
 
 

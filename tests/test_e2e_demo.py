@@ -1,0 +1,56 @@
+"""`dlsetup demo`, the embedded default, as a user runs it: the first run
+provisions the throw-away box with the whole site, the second changes nothing,
+and --destroy removes it. The box gets its own container name and state dir so
+that a user's demo box is never touched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dlsetup import localbox
+from tests.boxes import dlsetup, docker_ready, sh
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(docker_ready() is not None, reason=str(docker_ready())),
+]
+
+BOX = "dlsetup-test-demo"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    e = {"DLSETUP_DEMO_BOX": BOX, "XDG_STATE_HOME": str(tmp_path / "state")}
+    localbox.remove_box(BOX)
+    try:
+        yield e
+    finally:
+        dlsetup("demo", "--destroy", env=e)
+        localbox.remove_box(BOX)
+
+
+def test_demo_provisions_then_changes_nothing_then_destroys(env: dict[str, str]) -> None:
+    first = dlsetup("demo", "--json", env=env)
+    assert first.rc == 0, first.stderr + first.stdout
+    demo = first.doc["hosts"]["demo"]
+    assert demo["failed"] == 0 and demo["changed"] > 0
+    assert sh(BOX, "test -x /etc/ansible/facts.d/dl.fact && echo yes").strip() == "yes"
+
+    second = dlsetup("demo", "--json", env=env)
+    assert second.rc == 0, second.stderr
+    assert second.doc["hosts"]["demo"]["changed"] == 0
+    assert second.doc["hosts"]["demo"]["failed"] == 0
+
+    # Without -i, --host demo finds the demo box from anywhere.
+    facts = dlsetup("facts", "--host", "demo", "--json", env=env)
+    assert facts.rc == 0, facts.stderr
+    report = facts.doc["hosts"]["demo"]["reports"]["dl_facts_report"]
+    assert report["in_container"] is True and report["nvidia_gpu_count"] == 0
+
+    gone = dlsetup("demo", "--destroy", env=env)
+    assert gone.rc == 0
+    assert localbox.container_state(BOX) is None
+    assert not (Path(env["XDG_STATE_HOME"]) / "dlsetup" / "demo" / "inventory.yml").exists()
