@@ -1,0 +1,49 @@
+"""The sample inventory users copy must pass the same validation preflight
+runs on every host (plugins/action/dlsetup_validate_vars.py), and that
+validation must name a bad variable."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+import yaml
+
+from dlsetup import content
+
+SAMPLE = content.sample_inventory()
+
+
+def validator() -> ModuleType:
+    path = content.root() / "plugins" / "action" / "dlsetup_validate_vars.py"
+    spec = importlib.util.spec_from_file_location("dlsetup_validate_vars", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def sample_vars() -> dict[str, object]:
+    merged: dict[str, object] = {}
+    for f in sorted((SAMPLE / "group_vars").rglob("*.yml")) + sorted(
+        (SAMPLE / "host_vars").glob("*.yml")
+    ):
+        merged.update(yaml.safe_load(f.read_text()) or {})
+    return merged
+
+
+def test_sample_host_vars_are_valid() -> None:
+    v = validator()
+    hv = sample_vars()
+    assert "disk_layout_disks" in hv  # the seed machine is described, not just commented
+    assert v.validate(hv, v.load_specs(content.roles_dir()), {}) == []
+
+
+def test_validation_names_wrong_type_and_unknown_key() -> None:
+    v = validator()
+    specs = v.load_specs(content.roles_dir())
+    hv = sample_vars()
+    bad = {**hv, "disk_layout_disks": "sdb", "disk_layout_safe_mod": False}
+    errors = " ".join(v.validate(bad, specs, {}))
+    assert "disk_layout_disks" in errors
+    assert "disk_layout_safe_mod" in errors and "disk_layout_safe_mode" in errors
