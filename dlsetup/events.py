@@ -132,7 +132,7 @@ def _item_label(item: Any) -> str | None:
     return str(item)
 
 
-def _kind(action: str, module_args_name: str | None = None) -> str:
+def _kind(action: str) -> str:
     if action in _PACKAGE_ACTIONS:
         return "package"
     if action in _FILE_ACTIONS:

@@ -138,11 +138,3 @@ def run(spec: RunSpec, event_handler: EventHandler) -> RunOutcome:
                 tail = ""
         status = "canceled" if stop.is_set() else str(r.status)
         return RunOutcome(status=status, rc=int(r.rc if r.rc is not None else 1), stdout_tail=tail)
-
-
-def ansible_env() -> dict[str, str]:
-    """Environment for running ansible-playbook directly with dlsetup's config."""
-    env = dict(os.environ)
-    env["ANSIBLE_CONFIG"] = str(content.ansible_cfg())
-    env["ANSIBLE_ROLES_PATH"] = str(content.roles_dir())
-    return env
