@@ -173,6 +173,14 @@ def print_json(doc: dict[str, Any], stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _link_text(link: dict[str, Any]) -> str:
+    """A PCIe link as dl.fact reports it: in use against what the device can do."""
+    return (
+        f"link {link.get('current_speed', '?')} x{link.get('current_width', '?')}"
+        f" (max {link.get('max_speed', '?')} x{link.get('max_width', '?')})"
+    )
+
+
 def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
     """The dl_facts of each host as a readable table."""
     parts: list[Any] = []
@@ -194,13 +202,7 @@ def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
         gpus = f.get("gpus") or []
         if gpus:
             for g in gpus:
-                link = g.get("link") or {}
-                linktxt = ""
-                if link:
-                    linktxt = (
-                        f", link {link.get('current_speed', '?')} x{link.get('current_width', '?')}"
-                        f" (max {link.get('max_speed', '?')} x{link.get('max_width', '?')})"
-                    )
+                linktxt = f", {_link_text(g['link'])}" if g.get("link") else ""
                 t.add_row(
                     "GPU",
                     f"{g.get('name') or g.get('pci_id')} [{g.get('pci_id')}] at "
@@ -225,12 +227,10 @@ def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
         nvme = f.get("nvme") or []
         if nvme:
             for n in nvme:
-                link = n.get("link") or {}
                 t.add_row(
                     "NVMe",
                     f"{n.get('name')}: {n.get('model', '?')} fw {n.get('firmware', '?')}"
-                    f", link {link.get('current_speed', '?')} x{link.get('current_width', '?')}"
-                    f" (max {link.get('max_speed', '?')} x{link.get('max_width', '?')})",
+                    f", {_link_text(n.get('link') or {})}",
                 )
         else:
             t.add_row("NVMe", "no NVMe drives")
