@@ -419,6 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("bench", "how fast the box is against what its parts should reach (not built yet)")
     p.set_defaults(func=cmd_not_built("bench", "issue 6"))
+
+    from dlsetup import installer  # noqa: PLC0415
+
+    p = add(
+        "installer-config",
+        "the storage part of an OS installer's answers that reinstalls Linux, keeping the rest",
+    )
+    installer.add_arguments(p)
+    p.set_defaults(func=installer.run)
     return parser
 
 
