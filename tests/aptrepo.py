@@ -1,0 +1,294 @@
+"""Signed local apt repositories, served over http: the stand-in for NVIDIA's servers.
+
+NVIDIA's CUDA repository and its libnvidia-container repository cannot be
+reached from CI. The roles still add them the way users' boxes do (a key whose
+fingerprint is checked, a deb822 source with signed-by, a mirror setting), and
+the tests point that mirror setting here: at repositories built from YAML specs
+under tests/fixtures/aptrepo/<repo>/*.yml, whose packages carry NVIDIA's names
+and dependency structure but hold small stand-in files. They are signed with a
+test key made on first use and served by a project container
+(`dlsetup-aptrepo`, python3's http.server) on the docker bridge.
+
+    python tests/aptrepo.py up      # build (if the specs changed), serve, print JSON
+    python tests/aptrepo.py down    # stop the server
+
+Spec format (all files of one repo directory are merged)::
+
+    packages:
+      - name: nvidia-container-toolkit
+        version: "1.17.8-1"
+        depends: "nvidia-container-toolkit-base (= 1.17.8-1)"
+        description: "stand-in for NVIDIA's package (test double)"
+        files:
+          /usr/bin/nvidia-ctk: {mode: "0755", content: "#!/bin/sh\\n..."}
+        postinst: "#!/bin/sh\\n..."
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = REPO / "tests" / "fixtures" / "aptrepo"
+CACHE = REPO / ".cache" / "aptrepo"
+SERVER = "dlsetup-aptrepo"
+PORT = 8080
+KEY_FILE = "dlsetup-test.pub"
+_UID = "dlsetup test repository (stand-in for NVIDIA) <test@dlsetup.invalid>"
+
+
+class AptRepoError(RuntimeError):
+    pass
+
+
+def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
+    if res.returncode != 0:
+        raise AptRepoError(f"{' '.join(argv)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res
+
+
+# -- the signing key ---------------------------------------------------------
+
+
+def _gnupghome() -> Path:
+    home = CACHE / "gnupg"
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    return home
+
+
+def _gpg(*args: str, inp: str | None = None) -> str:
+    env = dict(os.environ, GNUPGHOME=str(_gnupghome()))
+    return _run(["gpg", "--batch", "--yes", *args], env=env, input=inp).stdout
+
+
+def fingerprint() -> str:
+    """The test key's fingerprint, making the key on first use."""
+    out = _gpg("--with-colons", "--list-secret-keys")
+    if "fpr:" not in out:
+        _gpg("--passphrase", "", "--quick-gen-key", _UID, "rsa3072", "sign", "never")
+        out = _gpg("--with-colons", "--list-secret-keys")
+    for line in out.splitlines():
+        if line.startswith("fpr:"):
+            return line.split(":")[9]
+    raise AptRepoError("no fingerprint in gpg's output")
+
+
+# -- building ------------------------------------------------------------------
+
+
+def load_specs() -> dict[str, list[dict[str, Any]]]:
+    """{repo: [package spec, ...]} from tests/fixtures/aptrepo/<repo>/*.yml."""
+    repos: dict[str, list[dict[str, Any]]] = {}
+    for d in sorted(p for p in SPECS.iterdir() if p.is_dir()) if SPECS.is_dir() else []:
+        pkgs: list[dict[str, Any]] = []
+        for f in sorted(d.glob("*.yml")):
+            data = yaml.safe_load(f.read_text()) or {}
+            pkgs.extend(data.get("packages") or [])
+        names = [(p["name"], str(p["version"])) for p in pkgs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise AptRepoError(f"{d.name}: package defined twice: {sorted(dup)}")
+        repos[d.name] = pkgs
+    return repos
+
+
+def _specs_hash() -> str:
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for f in sorted(SPECS.rglob("*.yml")) if SPECS.is_dir() else []:
+        h.update(str(f.relative_to(SPECS)).encode())
+        h.update(f.read_bytes())
+    h.update(fingerprint().encode())
+    return h.hexdigest()[:16]
+
+
+def _control(pkg: dict[str, Any]) -> str:
+    fields = {
+        "Package": pkg["name"],
+        "Version": str(pkg["version"]),
+        "Architecture": pkg.get("architecture", "amd64"),
+        "Maintainer": "dlsetup tests <test@dlsetup.invalid>",
+        "Depends": pkg.get("depends", ""),
+        "Provides": pkg.get("provides", ""),
+        "Conflicts": pkg.get("conflicts", ""),
+        "Section": pkg.get("section", "multiverse/devel"),
+        "Priority": "optional",
+        "Description": pkg.get("description", "stand-in for NVIDIA's package (test double)"),
+    }
+    return "".join(f"{k}: {v}\n" for k, v in fields.items() if v)
+
+
+def build_deb(pkg: dict[str, Any], outdir: Path) -> Path:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "DEBIAN").mkdir()
+        (root / "DEBIAN" / "control").write_text(_control(pkg))
+        for script in ("preinst", "postinst", "prerm", "postrm"):
+            if pkg.get(script):
+                p = root / "DEBIAN" / script
+                p.write_text(pkg[script])
+                p.chmod(0o755)
+        for path, given in (pkg.get("files") or {}).items():
+            spec = given if isinstance(given, dict) else {"content": given}
+            dest = root / path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if "symlink" in spec:
+                dest.symlink_to(spec["symlink"])
+                continue
+            dest.write_text(spec.get("content", ""))
+            dest.chmod(int(str(spec.get("mode", "0644")), 8))
+        arch = pkg.get("architecture", "amd64")
+        deb = outdir / f"{pkg['name']}_{str(pkg['version']).split(':')[-1]}_{arch}.deb"
+        _run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)])
+    return deb
+
+
+def _stanza(pkg: dict[str, Any], deb: Path, repo_dir: Path) -> str:
+    data = deb.read_bytes()
+    extra = {
+        "Filename": f"./{deb.relative_to(repo_dir)}",
+        "Size": str(len(data)),
+        "MD5sum": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        "SHA256": hashlib.sha256(data).hexdigest(),
+    }
+    return _control(pkg) + "".join(f"{k}: {v}\n" for k, v in extra.items())
+
+
+def build_repo(name: str, pkgs: list[dict[str, Any]], repo_dir: Path) -> None:
+    """A flat repository (suite "/"), as NVIDIA's CUDA repository is."""
+    repo_dir.mkdir(parents=True)
+    stanzas = [_stanza(p, build_deb(p, repo_dir), repo_dir) for p in pkgs]
+    packages = "\n".join(stanzas).encode()
+    (repo_dir / "Packages").write_bytes(packages)
+    (repo_dir / "Packages.gz").write_bytes(gzip.compress(packages, mtime=0))
+    sums = []
+    for f in ("Packages", "Packages.gz"):
+        b = (repo_dir / f).read_bytes()
+        sums.append(f" {hashlib.sha256(b).hexdigest()} {len(b)} {f}")
+    date = time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime())
+    release = (
+        f"Origin: dlsetup-test\nLabel: {name} (stand-in for NVIDIA)\nArchitectures: amd64 all\n"
+        f"Date: {date}\nSHA256:\n" + "\n".join(sums) + "\n"
+    )
+    (repo_dir / "Release").write_text(release)
+    rel = str(repo_dir / "Release")
+    _gpg("--clearsign", "-o", str(repo_dir / "InRelease"), rel)
+    _gpg("-abs", "-o", str(repo_dir / "Release.gpg"), rel)
+    (repo_dir / KEY_FILE).write_text(_gpg("--armor", "--export", fingerprint()))
+
+
+def build() -> Path:
+    """Build every repository into .cache/aptrepo/srv, unless the specs are unchanged."""
+    srv = CACHE / "srv"
+    stamp = srv / ".hash"
+    digest = _specs_hash()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return srv
+    srv.mkdir(parents=True, exist_ok=True)
+    for child in srv.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    for name, pkgs in load_specs().items():
+        build_repo(name, pkgs, srv / name)
+    stamp.write_text(digest)
+    return srv
+
+
+# -- serving -------------------------------------------------------------------
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if check and res.returncode != 0:
+        raise AptRepoError(f"docker {' '.join(args)}: {res.stderr.strip()}")
+    return res
+
+
+def _server_ip() -> str | None:
+    res = _docker(
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        SERVER,
+        check=False,
+    )
+    running, _, ip = res.stdout.strip().partition(" ")
+    return ip if res.returncode == 0 and running == "true" and ip else None
+
+
+def serve(srv: Path) -> str:
+    """Start the server container (if needed); return its base URL."""
+    ip = _server_ip()
+    if ip is None:
+        _docker("rm", "-f", SERVER, check=False)
+        _docker(
+            "run", "-d", "--name", SERVER, "--label", "dlsetup.test=aptrepo",
+            "-v", f"{srv}:/srv:ro", "dlsetup/debian:12",
+            "python3", "-m", "http.server", str(PORT), "--directory", "/srv",
+        )  # fmt: skip
+        ip = _server_ip()
+    if ip is None:
+        raise AptRepoError(f"{SERVER} did not start: {_docker('logs', SERVER, check=False).stderr}")
+    base = f"http://{ip}:{PORT}/"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(base, timeout=2):
+                return base
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AptRepoError(f"{SERVER} does not answer at {base}") from None
+            time.sleep(0.2)
+
+
+def up() -> dict[str, dict[str, Any]]:
+    """Build and serve every repository; what a role's mirror settings need, per repo."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "lock").open("w") as lock:  # several test sessions may call this at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        srv = build()
+        base = serve(srv)
+    fpr = fingerprint()
+    return {
+        name: {
+            "url": f"{base}{name}/",
+            "suites": "/",
+            "components": [],
+            "key_url": f"{base}{name}/{KEY_FILE}",
+            "fingerprint": fpr,
+        }
+        for name in load_specs()
+    }
+
+
+def down() -> None:
+    _docker("rm", "-f", SERVER, check=False)
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["up"]:
+        print(json.dumps(up(), indent=2))
+        return 0
+    if argv[1:] == ["down"]:
+        down()
+        return 0
+    print("usage: aptrepo.py up|down", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
