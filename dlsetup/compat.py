@@ -43,12 +43,14 @@ __all__ = [
     "add_arguments",
     "check",
     "cli",
+    "distro_default_driver",
     "find_distribution",
     "find_gpu",
     "format_report",
     "gpu_spec",
     "load",
     "recommended_kernel_modules",
+    "resolve_kernel_modules",
     "run",
     "suggest",
 ]
@@ -863,6 +865,34 @@ def _newest_cuda_native(
 def _branch_supports(gpu: Gpu, branch: int) -> bool:
     lo, hi = gpu.min_branch, gpu.max_branch
     return (lo is None or branch >= lo) and (hi is None or branch <= hi)
+
+
+def distro_default_driver(distro: str, gpus: Sequence[Gpu] = ()) -> str | None:
+    """The driver a distribution's own packages give: the version of Debian's
+    default package, or Ubuntu's newest branch that drives all ``gpus``."""
+    dist = find_distribution(distro)
+    default = next((d for d in dist.drivers if d.default), None)
+    if default is not None:
+        return _vs(default.version)
+    if dist.driver_branches:
+        fitting = [b for b in dist.driver_branches if all(_branch_supports(g, b) for g in gpus)]
+        return str(max(fitting or dist.driver_branches))
+    return None
+
+
+def resolve_kernel_modules(gpus: Sequence[Gpu], branch: int | str) -> KernelModules:
+    """What ``kernel_modules: auto`` means on driver ``branch`` for these GPUs:
+    NVIDIA's recommendation for their architecture; with no GPU at all, NVIDIA's
+    default for the branch (open from R560 on)."""
+    b = int(branch)
+    if gpus:
+        pick = _recommended_for(gpus, b)
+        if pick is not None:
+            return pick
+        # no single flavor drives them all (check() reports it); prefer the one
+        # that drives the older GPUs
+        return "proprietary" if any(not g.arch.open_kernel_modules for g in gpus) else "open"
+    return "open" if b >= load().open_default_branch else "proprietary"
 
 
 def _driver_at_least(drv: _Driver, need: Version) -> bool:
