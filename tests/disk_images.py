@@ -361,6 +361,34 @@ def mounts_of(loops: list[str]) -> str:
         )
 
 
+# -- boxes with real disks ----------------------------------------------------
+
+# Containers of the disk tests are named with this prefix.
+BOX_PREFIX = "dlsetup-disk-"
+
+# docker run arguments for a box that sees the host's loop devices
+# (/work/shared/TESTING.md): block major 7 (loop), 259 (extended partition
+# numbers), /dev/loop-control, and the host's /dev so that the partition
+# nodes the role creates (partx -u) appear in the box too. The box's caps
+# (ALL but SYS_RESOURCE) and apparmor=unconfined come from localbox.BoxSpec.
+LOOP_BOX_ARGS = [
+    "--device-cgroup-rule=b 7:* rmw",
+    "--device-cgroup-rule=c 10:237 rmw",
+    "--device-cgroup-rule=b 259:* rmw",
+]
+LOOP_BOX_VOLUMES = ["/dev:/dev"]
+
+
+def raw_digest(node: str) -> str:
+    """sha256 of every byte of a block device (a partition): byte-identical or not."""
+    os.sync()
+    digest = hashlib.sha256()
+    with open(node, "rb") as handle:
+        for block in iter(lambda: handle.read(4 * 1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # -- driving the role ---------------------------------------------------------
 
 
