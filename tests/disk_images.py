@@ -642,11 +642,136 @@ def record(outdir: Path) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# -- the sample machine's plan ------------------------------------------------
+
+# The disks of inventory/sample/host_vars/mybox.yml, at their real sizes.
+SAMPLE_NVME = "/dev/disk/by-id/nvme-Samsung_SSD_960_EVO_1TB_S3X9NB0K000000"
+SAMPLE_HDD = "/dev/disk/by-id/ata-WDC_WD30EFRX-68EUZN0_WD-WCC4N0000000"
+SAMPLE_NVME_BYTES = 1_000_204_886_016  # Samsung 960 EVO 1TB
+SAMPLE_HDD_BYTES = 3_000_592_982_016  # WD Red 3TB
+
+
+def build_sample_disks(disks: LoopDisks) -> dict[str, str]:
+    """Sparse images shaped like the seed machine's disks, as they are before dlsetup.
+
+    NVMe: ESP 512MiB (vfat), MSR 16MiB, Windows 200GiB (NTFS), Windows recovery
+    529MiB (NTFS, unnamed, as Windows makes it), linux-root 300GiB (ext4), the
+    rest free. HDD: an empty GPT (a new disk, initialised).
+    """
+
+    def sparse(name: str, size: int) -> str:
+        path = disks.workdir / f"{name}.img"
+        with path.open("wb") as handle:
+            handle.truncate(size)
+        return disks.attach(path)
+
+    nvme = sparse("sample-nvme", SAMPLE_NVME_BYTES)
+    write_table(
+        disks,
+        nvme,
+        "\n".join(
+            [
+                "label: gpt",
+                f'size=512MiB, type={GPT_ESP}, name="EFI"',
+                f'size=16MiB, type={GPT_MSR}, name="Microsoft reserved partition"',
+                f'size=200GiB, type={GPT_BASIC_DATA}, name="Basic data partition"',
+                f"size=529MiB, type={GPT_WINRE}",
+                f'size=300GiB, type={GPT_LINUX}, name="linux-root"',
+            ]
+        )
+        + "\n",
+    )
+    sh("mkfs.vfat", "-F", "32", "-n", "EFI", f"{nvme}p1")
+    sh("mkfs.ntfs", "--quiet", "--fast", "--label", "Windows", f"{nvme}p3")
+    sh("mkfs.ntfs", "--quiet", "--fast", "--label", "Recovery", f"{nvme}p4")
+    sh("ntfslabel", "--new-serial", f"{nvme}p4")
+    sh("mkfs.ext4", "-q", "-E", "lazy_itable_init=1,lazy_journal_init=1", f"{nvme}p5")
+    hdd = sparse("sample-hdd", SAMPLE_HDD_BYTES)
+    write_table(disks, hdd, "label: gpt\n")
+    return {"nvme": nvme, "hdd": hdd}
+
+
+def sample_plan(out: Path) -> None:
+    """`dlsetup plan --host mybox --tags disks` against a box with the sample's disks.
+
+    The inventory is inventory/sample with mybox pointed at the box; the box sees
+    the loop devices as /dev/disk/by-id/... links (made in the box's own /dev),
+    so host_vars/mybox.yml is used exactly as it is.
+    """
+    import shutil as _shutil  # noqa: PLC0415
+
+    sys.path.insert(0, str(REPO))
+    from tests.boxes import dlsetup, make_key, remove_boxes, start_box, write_inventory  # noqa: PLC0415
+
+    box_name = f"{BOX_PREFIX}sample"
+    workdir = Path(tempfile.mkdtemp(prefix="dl-sample-"))
+    disks = LoopDisks(workdir)
+    try:
+        loops = build_sample_disks(disks)
+        nodes = [
+            str(p)
+            for loop in loops.values()
+            for p in [Path(loop), *sorted(Path("/dev").glob(Path(loop).name + "p*"))]
+        ]
+        key, pub = make_key(workdir)
+        box = start_box(box_name, pub, devices=nodes)
+        links = {SAMPLE_NVME: loops["nvme"], SAMPLE_HDD: loops["hdd"]}
+        subprocess.run(
+            ["docker", "exec", box_name, "sh", "-c", "mkdir -p /dev/disk/by-id && "
+             + " && ".join(f"ln -sf {dev} {link}" for link, dev in links.items())],
+            check=True,
+        )  # fmt: skip
+        inv = workdir / "inventory"
+        _shutil.copytree(REPO / "inventory" / "sample", inv)
+        write_inventory(inv / "hosts.yml", key, {"mybox": {"ansible_host": box.address}})
+        env = {"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
+        argv = ["plan", "--host", "mybox", "-i", str(inv), "--tags", "disks"]
+        res = dlsetup(*argv, env=env)
+        doc = dlsetup(*argv, "--json", env=env).doc
+        host = doc["hosts"]["mybox"]
+        sections = [
+            "# Real output, produced by\n"
+            "#   python tests/disk_images.py sample-plan docs/disk-plan-sample.txt\n"
+            "# against a box whose disks are sparse images of the sizes in\n"
+            "# inventory/sample/host_vars/mybox.yml, seen under the same /dev/disk/by-id\n"
+            f"# names: NVMe {SAMPLE_NVME_BYTES} bytes with EFI, MSR, Windows, Windows\n"
+            f"# recovery and linux-root; HDD {SAMPLE_HDD_BYTES} bytes with an empty GPT.\n"
+            "# host_vars/mybox.yml is used as it is. Nothing was changed.\n",
+            "$ dlsetup plan --host mybox --tags disks\n"
+            + (
+                res.stdout + res.stderr
+                if res.rc in (0, 1) and "Traceback" not in res.stderr
+                else f"(this version of the CLI could not print its table: exit code {res.rc}, "
+                + res.stderr.strip().splitlines()[-1]
+                + ")\n"
+            ),
+            "$ dlsetup plan --host mybox --tags disks --json   # the disk plan it carries:\n"
+            + f"status: {doc['status']}, exit code {doc['exit_code']}\n\n"
+            + "\n".join(host["reports"].get("disk_layout_report", {}).get("plan", []))
+            + "\n\nwould change:\n"
+            + "".join(
+                f"  {c['kind']:<8} {c['task']}" + (f" [{c['item']}]" if c["item"] else "") + "\n"
+                for c in host["changes"]
+            )
+            + "left out:\n"
+            + "".join(f"  {s['step']}: {s['reason']}\n" for s in host["skipped_steps"]),
+        ]
+        out.write_text("\n".join(sections))
+        print(f"wrote {out} (dlsetup plan exit code {res.rc})")
+    finally:
+        remove_boxes([box_name])
+        disks.cleanup()
+        _shutil.rmtree(workdir, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "record":
+    if len(sys.argv) == 3 and sys.argv[1] in ("record", "sample-plan"):
         problem = host_problem()
         if problem:
-            sys.exit(f"cannot record: {problem}")
-        record(Path(sys.argv[2]))
+            sys.exit(f"cannot {sys.argv[1]}: {problem}")
+        if sys.argv[1] == "record":
+            record(Path(sys.argv[2]))
+        else:
+            sample_plan(Path(sys.argv[2]))
     else:
-        sys.exit("usage: disk_images.py record OUTDIR")
+        sys.exit("usage: disk_images.py record OUTDIR | sample-plan OUTFILE")
