@@ -1,0 +1,181 @@
+"""Role cuda, NVIDIA-repository path, against a stand-in for NVIDIA's servers.
+
+NVIDIA's CUDA repository cannot be reached from CI. tests/aptrepo.py serves a
+signed local repository built from tests/fixtures/aptrepo/nvidia-cuda/*.yml:
+packages with NVIDIA's names and dependency structure (cuda-toolkit-12-8 ->
+cuda-nvcc-12-8 ..., the alternative "cuda" for /usr/local/cuda,
+libcudnn9-cuda-12 ...) whose nvcc is a stand-in script printing NVIDIA's
+`nvcc --version` text. The role is pointed at it through its mirror settings
+(cuda_repo_url, cuda_repo_key_url, cuda_repo_key_fingerprint) and runs the
+code path users run: playbooks/cuda.yml, the shared apt_source task, apt.
+The distribution path with Debian's real toolkit is the molecule scenario
+(roles/cuda/molecule/default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import aptcache, aptrepo
+from tests.boxes import docker_ready, sh
+
+REPO = Path(__file__).resolve().parent.parent
+# The base stage (python3-apt, apt's lists) runs first on every real run.
+PLAYS = [str(REPO / "playbooks" / "base.yml"), str(REPO / "playbooks" / "cuda.yml")]
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.docker]
+
+
+@pytest.fixture(scope="module")
+def mirror() -> dict[str, Any]:
+    why = docker_ready()
+    if why:
+        pytest.skip(why)
+    repo = aptrepo.up()["nvidia-cuda"]
+    return {
+        "cuda_repo_url": repo["url"],
+        "cuda_repo_key_url": repo["key_url"],
+        "cuda_repo_key_fingerprint": repo["fingerprint"],
+    }
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[str]:
+    """A fresh Debian 12 box; g++ and gpg come from Debian, through an apt archive
+    on the host that only this role's tests use (apt locks a shared archive
+    while it installs, and other scenarios may be installing at the same time)."""
+    name = f"cudah-nvrepo-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "-v", aptcache.archive_volume("debian12-cuda"),
+         "dlsetup/debian:12", "sleep", "infinity"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+
+
+def play(box: str, extra: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        PATH=f"{BIN}:{os.environ['PATH']}",
+    )
+    extra = {"cuda_apt_clean": False, **extra}  # the archive is the host's shared cache
+    argv = [str(BIN / "ansible-playbook"), "-i", f"{box},", "-c", "community.docker.docker"]
+    argv += ["-e", json.dumps(extra), *args, *PLAYS]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+
+
+def recap(out: str) -> dict[str, int]:
+    line = next(x for x in out.splitlines() if " : ok=" in x)
+    return {k: int(v) for k, v in (f.split("=") for f in line.split(":", 1)[1].split())}
+
+
+SIDE_BY_SIDE = {
+    "cuda_source": "nvidia",
+    # The default is the older one: NVIDIA's alternative would pick 12.8
+    # (higher priority), so the role must select 12.6 itself.
+    "cuda_version": "12.6",
+    "cuda_extra_versions": ["12.8"],
+    "cuda_cudnn_version": "9.8",
+}
+
+
+def test_distro_source_refuses_another_version(box: str) -> None:
+    res = play(box, {"cuda_version": "12.8"})
+    assert res.returncode == 2, res.stdout
+    out = " ".join(res.stdout.split())
+    assert 'cuda_version: "12.8" is not available from Debian 12' in out
+    assert "ships CUDA 11.8" in out
+    assert "cuda_source: nvidia" in out
+
+
+def test_nvidia_source_needs_a_version(box: str, mirror: dict[str, Any]) -> None:
+    res = play(box, {**mirror, "cuda_source": "nvidia"})
+    assert res.returncode == 2, res.stdout
+    assert "cuda_version is empty" in res.stdout
+
+
+def test_check_mode_on_a_fresh_box_changes_nothing(box: str, mirror: dict[str, Any]) -> None:
+    res = play(box, {**mirror, **SIDE_BY_SIDE}, "--check")
+    assert res.returncode == 0, res.stdout
+    assert sh(box, "ls /usr/local | grep cuda; ls /etc/apt/sources.list.d; true").strip() == ""
+    assert "cuda.sh" not in sh(box, "ls /etc/profile.d")
+
+
+def test_installs_side_by_side_with_the_default_selected(box: str, mirror: dict[str, Any]) -> None:
+    res = play(box, {**mirror, **SIDE_BY_SIDE})
+    assert res.returncode == 0, res.stdout
+    # NVIDIA's repository, added with the mirror setting and the pinned key
+    src = sh(box, "cat /etc/apt/sources.list.d/nvidia-cuda.sources")
+    assert f"URIs: {mirror['cuda_repo_url']}" in src
+    for pkg in ("cuda-toolkit-12-6", "cuda-toolkit-12-8", "cuda-nvcc-12-8", "cuda-cudart-dev-12-6"):
+        assert sh(box, f"dpkg-query -W -f '${{Status}}' {pkg}") == "install ok installed", pkg
+    for ver in ("12.6", "12.8"):
+        assert f"release {ver}," in sh(box, f"/usr/local/cuda-{ver}/bin/nvcc --version")
+    assert sh(box, "readlink -f /usr/local/cuda").strip() == "/usr/local/cuda-12.6"
+    assert "/usr/local/cuda-12.6" in sh(box, "update-alternatives --query cuda | grep '^Value:'")
+    # login shells: PATH and CUDA_HOME; the loader: /usr/local/cuda/lib64
+    login = sh(box, "bash -lc 'command -v nvcc; echo $CUDA_HOME; nvcc --version'")
+    assert login.splitlines()[:2] == ["/usr/local/cuda/bin/nvcc", "/usr/local/cuda"]
+    assert "release 12.6," in login
+    assert (
+        sh(box, "cat /etc/ld.so.conf.d/dlsetup-cuda.conf").splitlines()[-1]
+        == "/usr/local/cuda/lib64"
+    )
+    # cuDNN 9.8 for CUDA 12, runtime and headers
+    assert sh(box, "dpkg-query -W -f '${Version}' libcudnn9-cuda-12").startswith("9.8.")
+    assert sh(box, "dpkg-query -W -f '${Version}' libcudnn9-dev-cuda-12").startswith("9.8.")
+    # the check program was compiled with each toolkit (no GPU: not run)
+    assert sh(box, "ls /var/lib/dlsetup/cuda-check").split() == [
+        "check-12.6",
+        "check-12.8",
+        "check.cu",
+    ]
+    assert "run the compiled CUDA check program" in res.stdout
+
+
+def test_second_run_changes_nothing(box: str, mirror: dict[str, Any]) -> None:
+    res = play(box, {**mirror, **SIDE_BY_SIDE})
+    assert res.returncode == 0, res.stdout
+    assert recap(res.stdout)["changed"] == 0, res.stdout
+
+
+def test_switching_the_default_moves_usr_local_cuda(box: str, mirror: dict[str, Any]) -> None:
+    res = play(
+        box, {**mirror, **SIDE_BY_SIDE, "cuda_version": "12.8", "cuda_extra_versions": ["12.6"]}
+    )
+    assert res.returncode == 0, res.stdout
+    assert sh(box, "readlink -f /usr/local/cuda").strip() == "/usr/local/cuda-12.8"
+    assert "release 12.8," in sh(box, "bash -lc 'nvcc --version'")
+
+
+def test_an_nvcc_of_the_wrong_version_fails_the_run(box: str, mirror: dict[str, Any]) -> None:
+    sh(
+        box,
+        "sed -i 's/release 12.8, V12.8.93/release 12.4, V12.4.131/' /usr/local/cuda-12.8/bin/nvcc",
+    )
+    try:
+        res = play(box, {**mirror, **SIDE_BY_SIDE})
+        assert res.returncode == 2, res.stdout
+        assert "reports release 12.4, not 12.8" in " ".join(res.stdout.split())
+    finally:
+        sh(
+            box,
+            "sed -i 's/release 12.4, V12.4.131/release 12.8, V12.8.93/' /usr/local/cuda-12.8/bin/nvcc",
+        )
