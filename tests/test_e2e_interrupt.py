@@ -13,7 +13,7 @@ under the TMPDIR the test gives it) and, when the Nth task has started, sends
 
 Points, chosen by task count so that they are the same on every machine:
 
-1. SIGINT at the 4th task start, early in the base stage (apt set-up);
+1. SIGINT at the 4th task start, early (in preflight, today: before any change);
 2. SIGINT at the middle task of a full run (counted in point 1's resume run);
 3. SIGKILL at the start of the longest task of that run (a package install
    once the driver or container stages are in the site).
