@@ -47,3 +47,27 @@ def test_validation_names_wrong_type_and_unknown_key() -> None:
     errors = " ".join(v.validate(bad, specs, {}))
     assert "disk_layout_disks" in errors
     assert "disk_layout_safe_mod" in errors and "disk_layout_safe_mode" in errors
+
+
+def test_disk_spec_shape_is_checked_by_the_roles_own_planner() -> None:
+    """Preflight refuses what disk_layout would refuse later: exit 2, before any change."""
+    v = validator()
+    disks = [
+        {
+            "device": "/dev/sdb",
+            "partitions": [
+                {"name": "data", "size": "0MiB", "fstype": "ext4", "mount": "/data"},
+                {"name": "more", "size": "100%", "fstype": "ext4", "mount": "/data"},
+            ],
+        }
+    ]
+    errors = v.shape_errors({"disk_layout_disks": disks}, content.roles_dir())
+    text = "\n".join(errors)
+    assert "disk_layout_disks[0].partitions[0].size" in text
+    assert "disk_layout_disks[0].partitions[1].mount" in text and "/data" in text
+    assert (
+        v.shape_errors(
+            {"disk_layout_disks": sample_vars()["disk_layout_disks"]}, content.roles_dir()
+        )
+        == []
+    )

@@ -10,6 +10,7 @@ silently ignored on a machine whose disks are at stake.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,39 @@ def validate(
     return errors
 
 
+# Checks beyond types, for variables whose shape carries meaning: the role's
+# own planner validates them, so preflight and the role never disagree.
+# variable -> (role, file under the role, function(value, refusals))
+SHAPE_CHECKS = {
+    "disk_layout_disks": ("disk_layout", "library/disk_layout_plan.py", "normalise_spec"),
+}
+
+
+def _load(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_dlsetup_check_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise AnsibleError(f"dlsetup_validate_vars: cannot load {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def shape_errors(provided: dict[str, Any], roles_dir: Path) -> list[str]:
+    """Messages from the roles' own spec checks (sizes, duplicate mount points ...)."""
+    errors: list[str] = []
+    for var, (role, rel, func) in SHAPE_CHECKS.items():
+        path = roles_dir / role / rel
+        if var not in provided or not path.is_file():
+            continue
+        mod = _load(path)
+        refusals = mod.Refusals()
+        getattr(mod, func)(provided[var], refusals)
+        for r in refusals.items:
+            where = " ".join(f"{k} {r[k]}" for k in ("disk", "partition") if r.get(k) is not None)
+            errors.append(f"{r.get('field') or var}: {r['msg']}" + (f" ({where})" if where else ""))
+    return errors
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -75,6 +109,8 @@ class ActionModule(ActionBase):
         provided = {k: task_vars[k] for k in task_vars if k.startswith(wanted)}
         provided = self._templar.template(provided)
         errors = validate(provided, specs, prefixes)
+        if not errors:
+            errors = shape_errors(provided, roles_dir)
         result["changed"] = False
         result["validated"] = sorted(provided)
         if errors:
