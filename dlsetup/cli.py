@@ -8,6 +8,7 @@ provisioning logic lives in the playbooks and roles, never here.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -132,6 +133,53 @@ def spec_facts(args: argparse.Namespace, target_sources: list[str], limit: str) 
     )
 
 
+def _gpucheck_dir() -> str:
+    """The gpucheck package the roles copy to the hosts: the one this CLI runs."""
+    from dlsetup import gpucheck  # noqa: PLC0415
+
+    return str(Path(gpucheck.__file__).resolve().parent)
+
+
+def spec_smoke(args: argparse.Namespace, target_sources: list[str], limit: str) -> RunSpec:
+    extravars: dict[str, Any] = {"gpu_smoke_test_gpucheck_dir": _gpucheck_dir()}
+    if args.container_image:
+        extravars["gpu_smoke_test_container_image"] = args.container_image
+    if args.capture:
+        extravars["gpu_smoke_test_capture_dir"] = str(Path(args.capture).resolve())
+    return RunSpec(
+        playbook="smoke.yml",
+        inventories=tuple(target_sources),
+        limit=limit,
+        extravars=extravars,
+        tags=("smoke",),
+        verbosity=args.verbose,
+    )
+
+
+def spec_bench(args: argparse.Namespace, target_sources: list[str], limit: str) -> RunSpec:
+    from dlsetup import bench_report  # noqa: PLC0415
+
+    extravars: dict[str, Any] = {
+        "gpu_smoke_test_gpucheck_dir": _gpucheck_dir(),
+        "gpu_smoke_test_bench_peaks": bench_report.peaks_table(),
+        "gpu_smoke_test_bench_fetch_dir": str(Path(args.report).resolve()),
+    }
+    if args.container_image:
+        extravars["gpu_smoke_test_bench_container_image"] = args.container_image
+    if args.cifar_dir:
+        extravars["gpu_smoke_test_bench_cifar_dir"] = args.cifar_dir
+    if args.nvme_device:
+        extravars["gpu_smoke_test_bench_nvme_device"] = args.nvme_device
+    return RunSpec(
+        playbook="bench.yml",
+        inventories=tuple(target_sources),
+        limit=limit,
+        extravars=extravars,
+        tags=("bench",),
+        verbosity=args.verbose,
+    )
+
+
 # ----------------------------------------------------------------- running
 
 
@@ -155,10 +203,17 @@ def _execute(spec: RunSpec, args: argparse.Namespace, mode: str = "provision") -
         return EXIT_BAD_INPUT
     doc = collector.to_dict(outcome.status)
     doc["mode"] = mode
+    if mode == "smoke":
+        smoke = {h: hs.reports.get("gpu_smoke_test_report") for h, hs in collector.hosts.items()}
+        doc["smoke"] = smoke
+    if mode == "bench":
+        return _bench_outcome(collector, doc, args, code)
     if args.json:
         report.print_json(doc)
         return code
     out = report.console()
+    if mode == "smoke":
+        out.print(report.smoke_table(doc["smoke"], collector))
     if mode == "facts":
         out.print(
             report.facts_table(
@@ -201,27 +256,15 @@ def cmd_facts(args: argparse.Namespace) -> int:
     return _with_target(args, spec_facts, "facts")
 
 
-def cmd_not_built(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"dlsetup {name}: not built yet ({issue}); nothing was run.", file=sys.stderr)
-        return EXIT_BAD_INPUT
-
-    return run
-
-
 def cmd_smoke(args: argparse.Namespace) -> int:
-    """The smoke test on this machine (--local) or from a support bundle (--replay)."""
+    """The smoke test on hosts (--host, through its role), on this machine (--local)
+    or from a support bundle (--replay)."""
     if args.host and not (args.local or args.replay):
-        print(
-            "dlsetup smoke --host: running the smoke test on remote hosts through its role is "
-            "not built yet (issue 6); run `dlsetup smoke --local` on the box itself. "
-            "Nothing was run.",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
+        args.verbose = getattr(args, "verbose", 0)
+        return _with_target(args, spec_smoke, "smoke")
     if not (args.local or args.replay):
         raise BadInput(
-            "smoke: expected --local (this machine), --replay DIR (a bundle) or --host PATTERN"
+            "smoke: expected --host PATTERN, --local (this machine) or --replay DIR (a bundle)"
         )
     from dlsetup.gpucheck import cli as gpucheck_cli  # noqa: PLC0415
 
@@ -235,6 +278,82 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     if args.container_image:
         argv += ["--container-image", args.container_image]
     return int(gpucheck_cli.main(argv))
+
+
+def _bench_outcome(
+    collector: EventCollector, doc: dict[str, Any], args: argparse.Namespace, code: int
+) -> int:
+    """After the bench playbook: write the report from the fetched JSON, pick the exit code."""
+    from dlsetup import bench_report, report  # noqa: PLC0415
+
+    report_dir = Path(args.report).resolve()
+    states = {h: hs.reports.get("gpu_smoke_test_bench_report") for h, hs in collector.hosts.items()}
+    raws: dict[str, dict[str, Any]] = {}
+    for host in sorted(collector.hosts):
+        raw = bench_report.read_raw(report_dir / host / "bench.json")
+        if raw is not None:
+            raws[host] = raw
+    missing = {h: s for h, s in states.items() if isinstance(s, dict) and s.get("missing")}
+    written = bench_report.write_report(raws, report_dir) if raws else {}
+    doc["bench"] = {"report_dir": str(report_dir), "files": [str(p) for p in written.values()]}
+    doc["bench"]["hosts"] = {h: bench_report.summarize(r) for h, r in raws.items()}
+    if missing and code != EXIT_OK:
+        code = EXIT_BAD_INPUT
+        doc["exit_code"] = code
+    if args.json:
+        report.print_json(doc)
+        return code
+    out = report.console()
+    for host, raw in sorted(raws.items()):
+        out.print(bench_report.markdown_host(host, raw))
+    if written:
+        out.print(f"report: {written['md']} (+ report.json and charts in {report_dir})")
+    out.print(report.summary_table(collector, doc["status"]))
+    if missing:
+        out.print("The bench needs PyTorch with CUDA on the host, or an image with it: see above.")
+    return code
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """The bench on hosts (--host, through Ansible) or on this machine (--local)."""
+    if args.local == bool(args.host):
+        raise BadInput("bench: expected --host PATTERN or --local (this machine)")
+    if args.host:
+        return _with_target(args, spec_bench, "bench")
+    from dlsetup import bench_report, report  # noqa: PLC0415
+
+    result = bench_report.run_local(
+        python=args.python,
+        cifar_dir=args.cifar_dir,
+        nvme_device=args.nvme_device,
+        container_image=args.container_image,
+    )
+    if result.raw is None:
+        print(f"dlsetup bench: {result.error}", file=sys.stderr)
+        if args.json:
+            report.print_json({"exit_code": result.rc, "error": result.error})
+        return result.rc
+    host = result.host
+    report_dir = Path(args.report).resolve()
+    (report_dir / host).mkdir(parents=True, exist_ok=True)
+    (report_dir / host / "bench.json").write_text(json.dumps(result.raw, indent=2) + "\n")
+    written = bench_report.write_report({host: result.raw}, report_dir)
+    if args.json:
+        report.print_json(
+            {
+                "exit_code": EXIT_OK,
+                "bench": {
+                    "report_dir": str(report_dir),
+                    "files": [str(p) for p in written.values()],
+                    "hosts": {host: bench_report.summarize(result.raw)},
+                },
+            }
+        )
+        return EXIT_OK
+    out = report.console()
+    out.print(bench_report.markdown_host(host, result.raw))
+    out.print(f"report: {written['md']} (+ report.json and charts in {report_dir})")
+    return EXIT_OK
 
 
 def demo_inventory(container: str = DEMO_BOX) -> dict[str, Any]:
@@ -331,6 +450,16 @@ EXAMPLES = {
           dlsetup smoke --local                       # on the box itself
           dlsetup smoke --local --capture bundle/     # and keep a support bundle
           dlsetup smoke --replay bundle/ --json       # diagnose a bundle offline
+          dlsetup smoke --host lab --capture bundles/ # on hosts; bundles/<host>/ each
+        """,
+    "bench": """\
+        GEMM, memory and PCIe copy bandwidth, NVMe read and the CIFAR-10 tutorial CNN,
+        each against its limit; report.json, report.md and PNG charts in --report DIR.
+
+        examples:
+          dlsetup bench --host mybox --report bench/
+          dlsetup bench --host mybox --container-image pytorch/pytorch:latest
+          dlsetup bench --local --python /opt/torch/bin/python3
         """,
 }
 
@@ -391,14 +520,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo, check=False, diff=False)
 
     p = add("smoke", "GPU smoke test that proves the whole stack works (exit 4 if a check fails)")
-    p.add_argument("--host", metavar="PATTERN", help="remote hosts (not built yet)")
+    _add_target_args(p, host_required=False)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--local", action="store_true", help="run on this machine, without Ansible")
     mode.add_argument("--replay", metavar="DIR", help="diagnose offline from a support bundle")
     p.add_argument(
         "--capture",
         metavar="DIR",
-        help="with --local: save every input the checks read into a support bundle",
+        help="save every input the checks read into a support bundle "
+        "(with --host: fetched to DIR/<host>/)",
     )
     p.add_argument(
         "--container-image",
@@ -406,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a local image with nvidia-smi for the container runtime check",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-v", "--verbose", action="count", default=0)
     p.set_defaults(func=cmd_smoke)
 
     from dlsetup import compat  # noqa: PLC0415
@@ -417,8 +548,36 @@ def build_parser() -> argparse.ArgumentParser:
     compat.add_arguments(p)
     p.set_defaults(func=compat.run)
 
-    p = add("bench", "how fast the box is against what its parts should reach (not built yet)")
-    p.set_defaults(func=cmd_not_built("bench", "issue 6"))
+    p = add("bench", "how fast the box is against what its parts should reach")
+    _add_target_args(p, host_required=False)
+    p.add_argument("--local", action="store_true", help="run on this machine, without Ansible")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        default="dlsetup-bench",
+        help="where report.json, report.md, the charts and each host's raw JSON go "
+        "(default ./dlsetup-bench)",
+    )
+    p.add_argument(
+        "--cifar-dir",
+        metavar="DIR",
+        help="CIFAR-10 binary batches on the target (default: synthetic CIFAR-shaped data)",
+    )
+    p.add_argument("--nvme-device", metavar="DEV", help="NVMe namespace to read with fio")
+    p.add_argument(
+        "--container-image",
+        metavar="IMG",
+        help="an image with PyTorch (CUDA) to run the bench in when the target has no torch",
+    )
+    p.add_argument(
+        "--python",
+        metavar="PY",
+        default="python3",
+        help="with --local: the interpreter whose torch runs the bench (default python3)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=cmd_bench)
 
     from dlsetup import installer  # noqa: PLC0415
 

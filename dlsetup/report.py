@@ -169,6 +169,35 @@ def plan_table(collector: EventCollector) -> Group:
     return Group(*parts)
 
 
+def smoke_table(smoke: dict[str, dict[str, Any] | None], collector: EventCollector) -> Group:
+    """The smoke test's checks, one table per host (status, id, message and remedy)."""
+    style = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+    parts: list[Any] = []
+    for host in sorted(set(smoke) | set(collector.hosts)):
+        doc = smoke.get(host)
+        if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list):
+            hs = collector.hosts.get(host)
+            why = hs.failures[0].msg if hs and hs.failures else "the checks did not run"
+            parts.append(Text(f"{host}: no smoke test report: {why}", style="bold red"))
+            continue
+        verdict = "passed" if doc.get("passed") else "FAILED"
+        t = Table(title=f"Smoke test of {host}: {verdict}")
+        t.add_column("status")
+        t.add_column("check")
+        t.add_column("details")
+        for c in doc["checks"]:
+            status = str(c.get("status", "?"))
+            text = Text(str(c.get("message", "")))
+            if c.get("remedy") and status in ("fail", "warn"):
+                text.append("\nfix: " + str(c["remedy"]), style="italic")
+            t.add_row(Text(status.upper(), style=style.get(status, "")), str(c.get("id")), text)
+        for g in doc.get("gpus") or []:
+            if isinstance(g, dict):
+                parts.append(Text(f"{host}: GPU {g.get('index', '?')} {g.get('name') or ''}"))
+        parts.append(t)
+    return Group(*parts)
+
+
 def print_json(doc: dict[str, Any], stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 

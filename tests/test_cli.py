@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dlsetup import cli, content, runner
-from dlsetup.events import EXIT_BAD_INPUT, EXIT_OK
+from dlsetup.events import EXIT_BAD_INPUT, EXIT_OK, EXIT_SMOKE_FAILED
 
 ROOT = content.root()
 
@@ -287,14 +287,185 @@ def test_json_summary_document(
     assert doc["hosts"]["mybox"]["changes"][0]["kind"] == "file"
 
 
-def test_not_built_commands_say_so_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    for name in ("bench",):
-        assert cli.main([name]) == EXIT_BAD_INPUT
-        assert "not built yet" in capsys.readouterr().err
+GPUCHECK = str(ROOT / "dlsetup" / "gpucheck")
+
+NO_GPU_REPORT = {
+    "passed": False,
+    "checks": [
+        {
+            "id": "nvidia-gpu-present",
+            "status": "fail",
+            "message": "no NVIDIA GPU found: lspci is not installed (apt-get install pciutils)",
+            "remedy": "Seat the GPU.",
+        },
+        {
+            "id": "nvidia-smi",
+            "status": "skip",
+            "message": "no NVIDIA GPU found (see nvidia-gpu-present)",
+            "remedy": "",
+        },
+    ],
+}
+
+
+def smoke_events(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the smoke play sends for a host whose checks failed (shape of a real run)."""
+    return [
+        {"event": "playbook_on_play_start", "event_data": {"play": "Smoke test of the GPU stack"}},
+        {
+            "event": "runner_on_ok",
+            "event_data": {
+                "host": "mybox",
+                "task": "Hand the report to the CLI",
+                "task_action": "ansible.builtin.set_fact",
+                "res": {"changed": False, "ansible_facts": {"gpu_smoke_test_report": report}},
+            },
+        },
+        {
+            "event": "runner_on_failed",
+            "event_data": {
+                "host": "mybox",
+                "task": "Fail when a check failed",
+                "res": {
+                    "msg": "GPU smoke test failed on mybox:\nnvidia-gpu-present: no NVIDIA GPU found"
+                },
+            },
+        },
+        {
+            "event": "playbook_on_stats",
+            "event_data": {"ok": {"mybox": 5}, "failures": {"mybox": 1}},
+        },
+    ]
+
+
+def test_smoke_host_exact_runner_arguments(recorded: Recorder, inv: Path) -> None:
+    assert cli.main(["smoke", "--host", "lab", "--json"]) == EXIT_OK
+    (kw,) = recorded
+    kw = strip_dynamic(kw)
+    assert kw == {
+        **common(kw["private_data_dir"], [str(inv)]),
+        "playbook": str(ROOT / "playbooks" / "smoke.yml"),
+        "limit": "lab",
+        "extravars": {"gpu_smoke_test_gpucheck_dir": GPUCHECK},
+        "tags": "smoke",
+    }
+
+
+def test_smoke_host_capture_and_container_image(
+    recorded: Recorder, inv: Path, tmp_path: Path
+) -> None:
+    argv = ["smoke", "--host", "mybox", "--capture", "bundles", "--container-image", "cuda:base"]
+    assert cli.main([*argv, "-vv", "--json"]) == EXIT_OK
+    kw = strip_dynamic(recorded[0])
+    assert kw == {
+        **common(kw["private_data_dir"], [str(inv)]),
+        "playbook": str(ROOT / "playbooks" / "smoke.yml"),
+        "limit": "mybox",
+        "extravars": {
+            "gpu_smoke_test_gpucheck_dir": GPUCHECK,
+            "gpu_smoke_test_capture_dir": str(tmp_path / "bundles"),
+            "gpu_smoke_test_container_image": "cuda:base",
+        },
+        "tags": "smoke",
+        "verbosity": 2,
+    }
+
+
+def test_smoke_host_failed_check_is_exit_4_with_the_report(
+    recorded: Recorder, inv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded.events.extend(smoke_events(NO_GPU_REPORT))
+    assert cli.main(["smoke", "--host", "mybox", "--json"]) == EXIT_SMOKE_FAILED
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["exit_code"] == EXIT_SMOKE_FAILED
+    assert doc["smoke"] == {"mybox": NO_GPU_REPORT}
+    assert doc["hosts"]["mybox"]["failures"][0]["category"] == "smoke"
+
+    recorded.events[:] = smoke_events(NO_GPU_REPORT)
+    assert cli.main(["smoke", "--host", "mybox"]) == EXIT_SMOKE_FAILED
+    out = capsys.readouterr().out
+    assert "Smoke test of mybox: FAILED" in out
+    assert "nvidia-gpu-present" in out and "no NVIDIA GPU found" in out
+    assert "fix: Seat the GPU." in out
+
+
+def test_smoke_needs_a_target(recorded: Recorder, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["smoke"]) == EXIT_BAD_INPUT
+    assert "--host" in capsys.readouterr().err
+    assert recorded == []
+
+
+def test_bench_host_exact_runner_arguments(recorded: Recorder, inv: Path, tmp_path: Path) -> None:
+    from dlsetup import bench_report  # noqa: PLC0415
+
+    argv = ["bench", "--host", "mybox", "--report", "out", "--cifar-dir", "/data/cifar"]
+    argv += ["--container-image", "torch:cuda", "--nvme-device", "/dev/nvme0n1", "--json"]
+    assert cli.main(argv) == EXIT_OK
+    kw = strip_dynamic(recorded[0])
+    assert kw == {
+        **common(kw["private_data_dir"], [str(inv)]),
+        "playbook": str(ROOT / "playbooks" / "bench.yml"),
+        "limit": "mybox",
+        "extravars": {
+            "gpu_smoke_test_gpucheck_dir": GPUCHECK,
+            "gpu_smoke_test_bench_peaks": bench_report.peaks_table(),
+            "gpu_smoke_test_bench_fetch_dir": str(tmp_path / "out"),
+            "gpu_smoke_test_bench_container_image": "torch:cuda",
+            "gpu_smoke_test_bench_cifar_dir": "/data/cifar",
+            "gpu_smoke_test_bench_nvme_device": "/dev/nvme0n1",
+        },
+        "tags": "bench",
+    }
+    assert kw["extravars"]["gpu_smoke_test_bench_peaks"]["table"]["10de:1b06"]["gpu"] == (
+        "GeForce GTX 1080 Ti"
+    )
+
+
+def test_bench_host_without_torch_is_exit_2(
+    recorded: Recorder, inv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = "no NVIDIA GPU found (lspci is not installed); PyTorch is not installed"
+    recorded.events.extend(
+        [
+            {"event": "playbook_on_play_start", "event_data": {"play": "Bench of the GPU box"}},
+            {
+                "event": "runner_on_ok",
+                "event_data": {
+                    "host": "mybox",
+                    "task": "Report what is missing",
+                    "res": {
+                        "ansible_facts": {
+                            "gpu_smoke_test_bench_report": {"missing": True, "error": missing}
+                        }
+                    },
+                },
+            },
+            {
+                "event": "runner_on_failed",
+                "event_data": {
+                    "host": "mybox",
+                    "task": "Say what is missing",
+                    "res": {"msg": missing},
+                },
+            },
+        ]
+    )
+    assert cli.main(["bench", "--host", "mybox", "--json"]) == EXIT_BAD_INPUT
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["exit_code"] == EXIT_BAD_INPUT
+    assert doc["hosts"]["mybox"]["failures"][0]["msg"] == missing
+    assert doc["bench"]["files"] == []
+
+
+def test_bench_needs_host_or_local(recorded: Recorder, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench"]) == EXIT_BAD_INPUT
+    assert cli.main(["bench", "--local", "--host", "x"]) == EXIT_BAD_INPUT
+    assert "--host PATTERN or --local" in capsys.readouterr().err
+    assert recorded == []
 
 
 def test_every_subcommand_help_teaches_by_example(capsys: pytest.CaptureFixture[str]) -> None:
-    for name in ("provision", "plan", "facts", "demo"):
+    for name in ("provision", "plan", "facts", "demo", "smoke", "bench"):
         with pytest.raises(SystemExit) as exc:
             cli.main([name, "--help"])
         assert exc.value.code == 0

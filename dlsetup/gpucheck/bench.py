@@ -213,6 +213,43 @@ def fio_command(device: str) -> list[str]:
     return ["fio", "--name=dlsetup-seqread", "--filename=" + device, "--readonly", *FIO_ARGS]
 
 
+def parse_smi_pci_ids(text: str) -> list[str]:
+    """nvidia-smi --query-gpu=pci.device_id lines ('0x1B0610DE') -> ['10de:1b06']."""
+    ids = []
+    for line in text.splitlines():
+        cell = line.strip().lower()
+        if cell.startswith("0x") and len(cell) == 10:
+            ids.append(f"{cell[6:10]}:{cell[2:6]}")
+    return ids
+
+
+def select_peaks(
+    peaks: dict[str, Any], pci_ids: Sequence[str], device_name: str | None = None
+) -> dict[str, Any]:
+    """The peak figures of the measured GPU.
+
+    ``peaks`` is either one GPU's figures or ``{"table": {pci_id: figures}}``
+    (what ``dlsetup bench`` hands over: the whole compatibility table). A table
+    entry is chosen by the GPUs' PCI ids when they all name the same product,
+    else by the device name; ``{}`` when nothing fits (ratios are then left out).
+    """
+    table = peaks.get("table")
+    if not isinstance(table, dict):
+        return peaks
+    products = sorted({p.lower() for p in pci_ids})
+    if len(products) == 1 and products[0] in table:
+        return dict(table[products[0]], pci_id=products[0])
+    if device_name:
+        wanted = device_name.lower().replace("nvidia", "").replace("geforce", "").split()
+        for pci_id, entry in table.items():
+            if pci_id.lower() not in products and products:
+                continue
+            name = str(entry.get("gpu", "")).lower().replace("nvidia", "").replace("geforce", "")
+            if name.split() == wanted or (wanted and name.split()[: len(wanted)] == wanted):
+                return dict(entry, pci_id=pci_id)
+    return {}
+
+
 # --------------------------------------------------------------------------
 # measuring (PyTorch + a GPU; not run by the unit tests)
 # --------------------------------------------------------------------------
@@ -279,6 +316,21 @@ def read_pcie_link(index: int) -> dict[str, int | None]:
     if len(cells) != len(names):
         return {}
     return {name: int(cell) if cell.isdigit() else None for name, cell in zip(names, cells)}  # noqa: B905
+
+
+def gpu_pci_ids() -> list[str]:
+    """PCI ids ('10de:1b06') of the GPUs nvidia-smi sees."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=pci.device_id", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return parse_smi_pci_ids(out)
 
 
 def measure_host_copy(
@@ -391,10 +443,19 @@ def read_cifar_batches(directory: str) -> tuple[bytes, bytes]:
 
 
 def measure_cifar10(
-    torch: Any, cifar_dir: str | None = None, steps: int = 300, warmup: int = 50
+    torch: Any,
+    cifar_dir: str | None = None,
+    steps: int = 300,
+    warmup: int = 50,
+    device_name: str = "cuda",
 ) -> dict[str, Any]:
-    """Train the tutorial CNN (batch 128, 24x24 crops); time a steady window."""
-    device = torch.device("cuda")
+    """Train the tutorial CNN (batch 128, 24x24 crops); time a steady window.
+
+    ``device_name="cpu"`` is the short CPU run that gives this box's own
+    CPU-vs-GPU factor (the seed measured 2243 min on a Xeon E5450).
+    """
+    device = torch.device(device_name)
+    cuda = device_name == "cuda"
     if cifar_dir:
         labels_raw, pixels_raw = read_cifar_batches(cifar_dir)
         images = torch.frombuffer(bytearray(pixels_raw), dtype=torch.uint8).view(-1, 3, 32, 32)
@@ -427,11 +488,15 @@ def measure_cifar10(
         loss = loss_fn(model(x), labels[idx])
         loss.backward()
         opt.step()
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
+        else:
+            float(loss)  # waits for the step
         times.append(time.perf_counter())
     rate = steady_steps_per_second(times, warmup)
     minutes = extrapolate_minutes(rate)
     return {
+        "device": device_name,
         "data": source,
         "batch": batch,
         "steps_timed": steps - warmup,
@@ -447,6 +512,8 @@ def run_bench(
     torch: Any, peaks: dict[str, Any], cifar_dir: str | None, nvme: str | None
 ) -> dict[str, Any]:
     report: dict[str, Any] = {
+        "bench_version": 2,
+        "host": os.uname().nodename,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name(0),
@@ -471,6 +538,14 @@ def run_bench(
     if nvme:
         report["nvme"] = measure_nvme(nvme)
     report["cifar10"] = measure_cifar10(torch, cifar_dir)
+    cpu = measure_cifar10(torch, cifar_dir, steps=25, warmup=5, device_name="cpu")
+    report["cifar10_cpu"] = {
+        k: cpu[k]
+        for k in ("device", "data", "steps_timed", "steps_per_s", "minutes_for_100k_steps")
+    }
+    report["cifar10"]["cpu_vs_gpu_factor_this_box"] = round(
+        speedup(cpu["minutes_for_100k_steps"], report["cifar10"]["minutes_for_100k_steps"]), 1
+    )
     return report
 
 
@@ -509,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not torch.cuda.is_available():
         return fail(f"torch {torch.__version__} sees no CUDA device: run the smoke test first")
+    if "table" in peaks:
+        peaks = select_peaks(peaks, gpu_pci_ids(), torch.cuda.get_device_name(0))
     report = run_bench(torch, peaks, args.cifar_dir, args.nvme_device)
     if args.json:
         print(json.dumps(report, indent=2))
