@@ -1,0 +1,343 @@
+#!/usr/bin/python
+"""Read-only: Secure Boot, MOK, container, loaded modules and the reboot decision.
+
+The decisions are plain functions of their inputs (file contents under a
+system root, mokutil's output), so tests/test_nvidia_driver_state.py fakes
+exactly those boundaries: a /sys tree and recorded mokutil output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: nvidia_driver_state
+short_description: Secure Boot / MOK state and whether the NVIDIA driver needs a reboot
+description:
+  - Reads Secure Boot from the EFI variables (falling back to C(mokutil --sb-state)), whether
+    dlsetup's machine owner key is enrolled or waiting for enrollment, whether the host is a
+    container, which nvidia module is loaded, and the state file of the previous run.
+  - Decides whether a reboot is needed and what to do about it (reboot, stop, skip).
+  - Changes nothing.
+options:
+  installed_version:
+    description: Version of the installed driver (e.g. 535.261.03); empty when unknown.
+    type: str
+    default: ""
+  mok_cert:
+    description: DER certificate of dlsetup's MOK (may not exist yet).
+    type: path
+    required: true
+  state_file:
+    description: JSON state file the role writes at the end of a run.
+    type: path
+    required: true
+  connection_local:
+    description: The host is the machine dlsetup runs on (a local connection).
+    type: bool
+    default: false
+  allow_reboot_local:
+    description: dlsetup_allow_reboot_local.
+    type: bool
+    default: false
+  reboot_enabled:
+    description: nvidia_driver_reboot.
+    type: bool
+    default: true
+  gpu_count:
+    description: NVIDIA GPUs the probe found.
+    type: int
+    default: 0
+  nouveau_blacklisted:
+    description: The role blacklists nouveau (a loaded nouveau then needs a reboot).
+    type: bool
+    default: true
+  sysroot:
+    description: Prefix for every path read (tests).
+    type: str
+    default: ""
+author: dlsetup
+"""
+
+RETURN = r"""
+secure_boot:
+  description: enabled, disabled, unsupported (BIOS boot) or unknown
+  type: str
+  returned: always
+mok:
+  description: no-key, enrolled, pending or not-enrolled
+  type: str
+  returned: always
+in_container: {description: the host is a container, type: bool, returned: always}
+loaded_version:
+  description: version of the loaded nvidia module or null
+  type: str
+  returned: always
+nouveau_loaded: {description: nouveau is loaded, type: bool, returned: always}
+previous: {description: the state file of the previous run, type: dict, returned: always}
+reboot:
+  description: reasons, action (none, reboot, stop, skip) and message
+  type: dict
+  returned: always
+"""
+
+SECURE_BOOT_PREFIX = "SecureBoot-"
+SECURE_BOOT_GUID = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def secure_boot(sysroot: str, mokutil_sb_state: str | None) -> str:
+    """'enabled' / 'disabled' from the SecureBoot EFI variable (4 attribute bytes,
+    then one value byte); mokutil's answer when the variable cannot be read;
+    'unsupported' on a BIOS boot; 'unknown' otherwise."""
+    efi = os.path.join(sysroot + "/sys/firmware/efi")
+    if not os.path.isdir(efi):
+        return "unsupported"
+    var_dir = os.path.join(efi, "efivars")
+    names = []
+    if os.path.isdir(var_dir):
+        names = sorted(n for n in os.listdir(var_dir) if n.startswith(SECURE_BOOT_PREFIX))
+    for name in names:
+        data = _read(os.path.join(var_dir, name))
+        if data is not None and len(data) >= 5:
+            return "enabled" if data[4] == 1 else "disabled"
+    text = (mokutil_sb_state or "").lower()
+    if "secureboot enabled" in text:
+        return "enabled"
+    if "secureboot disabled" in text or "not supported" in text:
+        return "disabled"
+    return "unknown"
+
+
+def mok_state(cert_exists: bool, test_key_output: str | None) -> str:
+    """dlsetup's key: 'no-key', 'enrolled', 'pending' (queued with mokutil
+    --import, enrolled at the next boot) or 'not-enrolled'."""
+    if not cert_exists:
+        return "no-key"
+    text = (test_key_output or "").lower()
+    if "already enrolled" in text:
+        return "enrolled"
+    if "enrollment request" in text:
+        return "pending"
+    return "not-enrolled"
+
+
+def in_container(sysroot: str, detect_virt_container: str | None) -> bool:
+    kind = (detect_virt_container or "").strip()
+    if kind and kind != "none":
+        return True
+    if os.path.exists(sysroot + "/.dockerenv") or os.path.exists(sysroot + "/run/.containerenv"):
+        return True
+    env = _read(sysroot + "/proc/1/environ") or b""
+    return b"container=" in env
+
+
+def loaded_modules(sysroot: str) -> set[str]:
+    text = (_read(sysroot + "/proc/modules") or b"").decode("utf-8", "replace")
+    return {line.split(" ", 1)[0] for line in text.splitlines() if line}
+
+
+def loaded_version(sysroot: str) -> str | None:
+    data = _read(sysroot + "/sys/module/nvidia/version")
+    return data.decode().strip() if data else None
+
+
+def reboot_reasons(
+    *,
+    installed_version: str,
+    loaded: str | None,
+    nouveau_loaded: bool,
+    nouveau_blacklisted: bool,
+    mok: str,
+    secure_boot_state: str,
+    gpu_count: int,
+) -> list[str]:
+    """Why the new driver cannot work before a reboot (empty: it can)."""
+    reasons: list[str] = []
+    if mok == "pending":
+        reasons.append("the Secure Boot key waits to be enrolled at the next boot (MOK manager)")
+    if gpu_count == 0:
+        return reasons
+    if nouveau_loaded and nouveau_blacklisted:
+        reasons.append("nouveau is loaded and holds the GPU (it is blacklisted from the next boot)")
+    if loaded and installed_version and loaded != installed_version:
+        reasons.append(
+            f"the loaded nvidia module is {loaded} but {installed_version} is installed "
+            "(Driver/library version mismatch until the old module is unloaded)"
+        )
+    if (
+        not loaded
+        and installed_version
+        and secure_boot_state == "enabled"
+        and mok in ("pending", "not-enrolled")
+    ):
+        reasons.append("Secure Boot refuses the module until the signing key is enrolled")
+    return reasons
+
+
+def reboot_plan(
+    reasons: list[str],
+    *,
+    in_container: bool,
+    connection_local: bool,
+    allow_reboot_local: bool,
+    reboot_enabled: bool,
+    mok: str,
+) -> dict[str, Any]:
+    """What to do about a needed reboot: 'none', 'reboot' (and continue),
+    'stop' (tell the user to reboot and run the same command again) or 'skip'
+    (a container cannot reboot)."""
+    enroll = (
+        " At the next boot the MOK manager (blue screen) asks to enroll the key: choose "
+        "'Enroll MOK', 'Continue', 'Yes', type the password you set in "
+        "nvidia_driver_mok_password, then 'Reboot'."
+        if mok == "pending"
+        else ""
+    )
+    if not reasons:
+        return {"required": False, "action": "none", "reasons": [], "message": ""}
+    why = "; ".join(reasons)
+    if mok == "pending" and not in_container:
+        # someone must be at the console to enroll the key: never reboot into
+        # the MOK manager unattended (it times out and boots without the key)
+        return {
+            "required": True,
+            "action": "stop",
+            "reasons": reasons,
+            "message": (
+                f"Reboot needed: {why}. Enroll the key at the next boot: reboot this machine "
+                "with someone at its console, then run the same command again." + enroll
+            ),
+        }
+    if in_container:
+        return {
+            "required": False,
+            "action": "skip",
+            "reasons": reasons,
+            "message": f"a reboot would be needed ({why}) but this host is a container",
+        }
+    if connection_local and not allow_reboot_local:
+        return {
+            "required": True,
+            "action": "stop",
+            "reasons": reasons,
+            "message": (
+                f"Reboot needed: {why}. This is the machine dlsetup runs on, so it is not "
+                "rebooted without --allow-reboot-local: reboot, then run the same command "
+                "again; it continues where it left off." + enroll
+            ),
+        }
+    if not reboot_enabled:
+        return {
+            "required": True,
+            "action": "stop",
+            "reasons": reasons,
+            "message": (
+                f"Reboot needed: {why}. nvidia_driver_reboot is off: reboot, then run the "
+                "same command again." + enroll
+            ),
+        }
+    return {
+        "required": True,
+        "action": "reboot",
+        "reasons": reasons,
+        "message": f"Rebooting: {why}." + enroll,
+    }
+
+
+def read_state(path: str) -> dict[str, Any]:
+    data = _read(path)
+    if not data:
+        return {}
+    try:
+        loaded = json.loads(data)
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _run(argv: list[str]) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        res = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.decode("utf-8", "replace")
+
+
+def gather(params: dict[str, Any]) -> dict[str, Any]:
+    root = params.get("sysroot") or ""
+    live = not root
+    cert = params["mok_cert"]
+    sb = secure_boot(root, _run(["mokutil", "--sb-state"]) if live else None)
+    cert_exists = os.path.isfile(root + cert)
+    mok = mok_state(
+        cert_exists, _run(["mokutil", "--test-key", cert]) if live and cert_exists else None
+    )
+    container = in_container(root, _run(["systemd-detect-virt", "--container"]) if live else None)
+    mods = loaded_modules(root)
+    loaded = loaded_version(root)
+    reasons = reboot_reasons(
+        installed_version=params.get("installed_version") or "",
+        loaded=loaded,
+        nouveau_loaded="nouveau" in mods,
+        nouveau_blacklisted=bool(params.get("nouveau_blacklisted", True)),
+        mok=mok,
+        secure_boot_state=sb,
+        gpu_count=int(params.get("gpu_count") or 0),
+    )
+    plan = reboot_plan(
+        reasons,
+        in_container=container,
+        connection_local=bool(params.get("connection_local")),
+        allow_reboot_local=bool(params.get("allow_reboot_local")),
+        reboot_enabled=bool(params.get("reboot_enabled", True)),
+        mok=mok,
+    )
+    return {
+        "secure_boot": sb,
+        "mok": mok,
+        "in_container": container,
+        "loaded_version": loaded,
+        "nouveau_loaded": "nouveau" in mods,
+        "previous": read_state(root + params["state_file"]),
+        "reboot": plan,
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "installed_version": {"type": "str", "default": ""},
+            "mok_cert": {"type": "path", "required": True},
+            "state_file": {"type": "path", "required": True},
+            "connection_local": {"type": "bool", "default": False},
+            "allow_reboot_local": {"type": "bool", "default": False},
+            "reboot_enabled": {"type": "bool", "default": True},
+            "gpu_count": {"type": "int", "default": 0},
+            "nouveau_blacklisted": {"type": "bool", "default": True},
+            "sysroot": {"type": "str", "default": ""},
+        },
+        supports_check_mode=True,
+    )
+    module.exit_json(changed=False, **gather(module.params))
+
+
+if __name__ == "__main__":
+    main()
