@@ -72,10 +72,15 @@ def read_raw(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _row(what: str, measured: Any, unit: str, limit: Any, limit_of: str) -> dict[str, Any]:
+def _row(
+    what: str, measured: Any, unit: str, limit: Any, limit_of: str, *, given: Any = None
+) -> dict[str, Any]:
+    """One figure; the bench's own ratio (from unrounded figures) wins over a recomputed one."""
     m = float(measured) if isinstance(measured, int | float) else None
     lim = float(limit) if isinstance(limit, int | float) else None
     ratio = bench.ratio_to_limit(m, lim)
+    if isinstance(given, int | float) and ratio is not None:
+        ratio = float(given)
     return {
         "what": what,
         "measured": m,
@@ -101,6 +106,7 @@ def ratio_rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
                     "TFLOPS",
                     peak_gemm.get(dtype),
                     f"{gpu} dense peak",
+                    given=res.get("ratio_to_peak"),
                 )
             )
     mem = raw.get("memory_bandwidth") or {}
@@ -112,6 +118,7 @@ def ratio_rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
                 "GB/s",
                 peaks.get("memory_bandwidth_gbs"),
                 f"{gpu} memory bandwidth",
+                given=mem.get("ratio_to_peak"),
             )
         )
     for key, label in (("host_to_device", "host->device"), ("device_to_host", "device->host")):
@@ -126,7 +133,14 @@ def ratio_rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
             else "PCIe link (not read)"
         )
         rows.append(
-            _row(f"copy {label} (pinned)", copy["gbs"], "GB/s", copy.get("link_limit_gbs"), of)
+            _row(
+                f"copy {label} (pinned)",
+                copy["gbs"],
+                "GB/s",
+                copy.get("link_limit_gbs"),
+                of,
+                given=copy.get("ratio_to_link"),
+            )
         )
     nvme = raw.get("nvme") or {}
     if nvme.get("read_gbs") is not None:
@@ -137,7 +151,14 @@ def ratio_rows(raw: dict[str, Any]) -> list[dict[str, Any]]:
             else "NVMe link (not read)"
         )
         rows.append(
-            _row("NVMe sequential read", nvme["read_gbs"], "GB/s", link.get("limit_gbs"), of)
+            _row(
+                "NVMe sequential read",
+                nvme["read_gbs"],
+                "GB/s",
+                link.get("limit_gbs"),
+                of,
+                given=nvme.get("ratio_to_link"),
+            )
         )
     return rows
 
@@ -242,6 +263,7 @@ def _charts(host: str, raw: dict[str, Any], out: Path) -> list[Path]:
 
     written: list[Path] = []
     s = summarize({**raw, "host": host})
+    note = " (SYNTHETIC inputs)" if raw.get("synthetic") else ""
     rows = [r for r in s["ratios"] if r["ratio"] is not None]
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.5 * max(len(rows), 1)))
     if rows:
@@ -255,7 +277,7 @@ def _charts(host: str, raw: dict[str, Any], out: Path) -> list[Path]:
     else:
         ax.text(0.5, 0.5, "no figure with a known limit", ha="center", va="center")
     ax.set_xlabel("% of the limit (peak, link)")
-    ax.set_title(f"{host}: {raw.get('device') or '?'}, measured against its limits")
+    ax.set_title(f"{host}: {raw.get('device') or '?'} against its limits{note}")
     fig.tight_layout()
     path = out / f"ratios-{_safe(host)}.png"
     fig.savefig(path, dpi=100)
@@ -273,7 +295,7 @@ def _charts(host: str, raw: dict[str, Any], out: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.invert_yaxis()
         ax.set_xlabel("minutes for the tutorial's 100k steps (log scale)")
-        ax.set_title("CIFAR-10 tutorial CNN, batch 128: this host beside the seed's table")
+        ax.set_title(f"CIFAR-10 tutorial CNN, batch 128, beside the seed's table{note}")
         fig.tight_layout()
         path = out / f"cifar10-{_safe(host)}.png"
         fig.savefig(path, dpi=100)
