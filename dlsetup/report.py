@@ -210,6 +210,46 @@ def _link_text(link: dict[str, Any]) -> str:
     )
 
 
+def _nvme_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
+    """NVMe drives: health and link from the nvme role's facts (nvme.fact) when that
+    stage ran, else the links dl.fact reads from sysfs and a hint to run it."""
+    nvf = f.get("nvme_facts")
+    if isinstance(nvf, dict):
+        ctrls = [c for c in nvf.get("controllers") or [] if isinstance(c, dict)]
+        if not ctrls:
+            return [("NVMe", "no NVMe drives")]
+        rows = []
+        for c in ctrls:
+            health = [
+                f"critical warning {c.get('critical_warning', '?')}",
+                f"{c.get('temperature_c', '?')} °C",
+                f"{c.get('percentage_used', '?')} % used",
+                f"{c.get('media_errors', '?')} media errors",
+            ]
+            rows.append(
+                (
+                    "NVMe",
+                    f"{c.get('name')}: {c.get('model', '?')} (serial {c.get('serial', '?')}) "
+                    f"fw {c.get('firmware', '?')}, {_link_text(c.get('link') or {})}; "
+                    + ", ".join(health),
+                )
+            )
+            rows += [("  warning", f"{c.get('name')}: {w}") for w in c.get("warnings") or []]
+        return rows
+    sysfs = [n for n in f.get("nvme") or [] if isinstance(n, dict)]
+    rows = [
+        (
+            "NVMe",
+            f"{n.get('name')}: {n.get('model', '?')} fw {n.get('firmware', '?')}"
+            f", {_link_text(n.get('link') or {})}",
+        )
+        for n in sysfs
+    ]
+    if not rows:
+        return [("NVMe", "no NVMe drives (no NVMe facts: run the nvme stage for health)")]
+    return [*rows, ("NVMe health", "no NVMe facts (run the nvme stage)")]
+
+
 def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
     """The dl_facts of each host as a readable table."""
     parts: list[Any] = []
@@ -223,7 +263,12 @@ def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
             f"{osf.get('name', '?')} {osf.get('version', '')} (kernel {osf.get('kernel', '?')})",
         )
         cpu = f.get("cpu") or {}
-        t.add_row("CPU", f"{cpu.get('model', '?')}, {cpu.get('cores', '?')} cores")
+        phys = (
+            f" ({cpu['physical_cores']} physical in {cpu.get('sockets') or '?'} socket(s))"
+            if cpu.get("physical_cores")
+            else ""
+        )
+        t.add_row("CPU", f"{cpu.get('model', '?')}, {cpu.get('cores', '?')} threads{phys}")
         mem = f.get("memory_bytes")
         t.add_row("RAM", f"{mem / 2**30:.1f} GiB" if isinstance(mem, int | float) else "?")
         t.add_row("virtualization", str(f.get("virtualization", "?")))
@@ -232,6 +277,8 @@ def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
         if gpus:
             for g in gpus:
                 linktxt = f", {_link_text(g['link'])}" if g.get("link") else ""
+                if g.get("driver"):
+                    linktxt += f", kernel driver {g['driver']}"
                 t.add_row(
                     "GPU",
                     f"{g.get('name') or g.get('pci_id')} [{g.get('pci_id')}] at "
@@ -253,16 +300,8 @@ def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
             "driver / CUDA / cuDNN",
             " / ".join(str(ver.get(k) or "none") for k in ("driver", "cuda", "cudnn")),
         )
-        nvme = f.get("nvme") or []
-        if nvme:
-            for n in nvme:
-                t.add_row(
-                    "NVMe",
-                    f"{n.get('name')}: {n.get('model', '?')} fw {n.get('firmware', '?')}"
-                    f", {_link_text(n.get('link') or {})}",
-                )
-        else:
-            t.add_row("NVMe", "no NVMe drives")
+        for what, value in _nvme_rows(f):
+            t.add_row(what, value)
         for d in f.get("disks") or []:
             ids = d.get("by_id") or []
             t.add_row(

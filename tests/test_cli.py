@@ -471,3 +471,118 @@ def test_every_subcommand_help_teaches_by_example(capsys: pytest.CaptureFixture[
         assert exc.value.code == 0
         out = capsys.readouterr().out
         assert "examples:" in out and f"dlsetup {name}" in out
+
+
+FACTS = {
+    "os": {"name": "Debian GNU/Linux", "version": "12", "kernel": "6.1.0-28-amd64"},
+    "cpu": {"model": "AMD Ryzen 9 7950X", "cores": 32, "physical_cores": 16, "sockets": 1},
+    "memory_bytes": 64 * 2**30,
+    "virtualization": "none",
+    "boot_mode": "uefi",
+    "secure_boot": "disabled",
+    "gpus": [
+        {
+            "address": "0000:01:00.0",
+            "pci_id": "10de:1b06",
+            "name": "NVIDIA GeForce GTX 1080 Ti",
+            "driver": "nvidia",
+            "link": {
+                "current_speed": "8.0 GT/s PCIe",
+                "max_speed": "8.0 GT/s PCIe",
+                "current_width": 8,
+                "max_width": 16,
+            },
+        }
+    ],
+    "kernel_modules": {"nouveau": False, "nvidia": True},
+    "versions": {"driver": "535.261.03", "cuda": "11.8", "cudnn": "8.9.7"},
+    "nvme": [
+        {
+            "name": "nvme0",
+            "model": "Samsung SSD 970 EVO Plus 1TB",
+            "firmware": "2B2QEXM7",
+            "link": {
+                "current_speed": "8.0 GT/s PCIe",
+                "max_speed": "8.0 GT/s PCIe",
+                "current_width": 4,
+                "max_width": 4,
+            },
+        }
+    ],
+}
+NVME_FACTS = {
+    "controllers": [
+        {
+            "name": "nvme0",
+            "model": "Samsung SSD 970 EVO Plus 1TB",
+            "serial": "S4EWNX0R",
+            "firmware": "2B2QEXM7",
+            "critical_warning": 0,
+            "temperature_c": 41,
+            "percentage_used": 3,
+            "media_errors": 0,
+            "link": {
+                "current_speed": "8.0 GT/s PCIe",
+                "max_speed": "8.0 GT/s PCIe",
+                "current_width": 2,
+                "max_width": 4,
+            },
+            "warnings": ["link runs at x2 of x4"],
+        }
+    ]
+}
+
+
+def facts_events(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"event": "playbook_on_play_start", "event_data": {"play": "Install and read facts"}},
+        {
+            "event": "runner_on_ok",
+            "event_data": {
+                "host": "mybox",
+                "task": "Hand the facts to the CLI",
+                "res": {"ansible_facts": {"dl_facts_report": report}},
+            },
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("nvme_facts", "expected"),
+    [
+        (
+            NVME_FACTS,
+            [
+                "nvme0: Samsung SSD 970 EVO Plus 1TB (serial S4EWNX0R) fw 2B2QEXM7, "
+                "link 8.0 GT/s PCIe x2 (max 8.0 GT/s PCIe x4)",
+                "critical warning 0, 41 °C, 3 % used, 0 media errors",
+                "nvme0: link runs at x2 of x4",
+            ],
+        ),
+        (None, ["link 8.0 GT/s PCIe x4", "no NVMe facts (run the nvme stage)"]),
+        ({"controllers": []}, ["no NVMe drives"]),
+    ],
+    ids=["nvme-stage-ran", "no-nvme-facts", "no-drives"],
+)
+def test_facts_hardware_summary(
+    recorded: Recorder,
+    inv: Path,
+    capsys: pytest.CaptureFixture[str],
+    nvme_facts: dict[str, Any] | None,
+    expected: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # one table row per line
+    recorded.events.extend(facts_events({**FACTS, "nvme_facts": nvme_facts}))
+    assert cli.main(["facts", "--host", "mybox"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for text in [
+        "NVIDIA GeForce GTX 1080 Ti [10de:1b06] at 0000:01:00.0, link 8.0 GT/s PCIe x8 "
+        "(max 8.0 GT/s PCIe x16), kernel driver nvidia",
+        "AMD Ryzen 9 7950X, 32 threads (16 physical in 1 socket(s))",
+        "64.0 GiB",
+        "kernel 6.1.0-28-amd64",
+        "535.261.03 / 11.8 / 8.9.7",
+        *expected,
+    ]:
+        assert text in out, text

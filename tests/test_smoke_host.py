@@ -118,3 +118,19 @@ def test_bench_on_a_box_without_gpu_says_what_is_missing_exit_2(box: tuple[Path,
     assert "--container-image" in failure["msg"]
     assert doc["hosts"]["box1"]["reports"]["gpu_smoke_test_bench_report"]["missing"] is True
     assert not (out / "report.md").exists()
+
+
+def test_facts_hardware_summary_reads_the_nvme_stage_facts(box: tuple[Path, Path]) -> None:
+    _work, inv = box
+    sh(BOX, "rm -f /etc/ansible/facts.d/nvme.fact")
+    res = dlsetup("facts", "--host", "box1", "-i", str(inv), env={"COLUMNS": "250"}, timeout=300)
+    assert res.rc == 0, res.stdout + res.stderr
+    assert "no NVMe drives (no NVMe facts: run the nvme stage for health)" in res.stdout
+    assert "no GPU found" in res.stdout and "threads" in res.stdout
+    # what the nvme role writes on a box without drives
+    sh(BOX, """echo '{"controllers": []}' > /etc/ansible/facts.d/nvme.fact""")
+    res = dlsetup("facts", "--host", "box1", "-i", str(inv), "--json", timeout=300)
+    assert res.rc == 0, res.stdout + res.stderr
+    report = res.doc["hosts"]["box1"]["reports"]["dl_facts_report"]
+    assert report["nvme_facts"] == {"controllers": []}
+    assert report["cpu"]["physical_cores"] >= 1
