@@ -289,7 +289,9 @@ def _bench_outcome(
     report_dir = Path(args.report).resolve()
     states = {h: hs.reports.get("gpu_smoke_test_bench_report") for h, hs in collector.hosts.items()}
     raws: dict[str, dict[str, Any]] = {}
-    for host in sorted(collector.hosts):
+    for host, state in sorted(states.items()):
+        if not isinstance(state, dict) or state.get("missing", True):
+            continue  # no bench ran there in this run: an old bench.json is not reported
         raw = bench_report.read_raw(report_dir / host / "bench.json")
         if raw is not None:
             raws[host] = raw

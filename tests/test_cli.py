@@ -586,3 +586,39 @@ def test_facts_hardware_summary(
         *expected,
     ]:
         assert text in out, text
+
+
+def test_bench_host_writes_the_report_from_the_fetched_json(
+    recorded: Recorder, inv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What the playbook leaves on the controller: <report>/<host>/bench.json (here the
+    # synthetic bench document of tests/fixtures/bench, not a measurement).
+    raw = (ROOT / "tests" / "fixtures" / "bench" / "synthetic-gtx1080ti.json").read_text()
+    for host in ("mybox", "box2"):
+        (tmp_path / "out" / host).mkdir(parents=True)
+        (tmp_path / "out" / host / "bench.json").write_text(raw)
+    recorded.events.extend(
+        [
+            {"event": "playbook_on_play_start", "event_data": {"play": "Bench of the GPU box"}},
+            {
+                "event": "runner_on_ok",
+                "event_data": {
+                    "host": "mybox",
+                    "task": "Hand the result to the CLI",
+                    "res": {"ansible_facts": {"gpu_smoke_test_bench_report": {"missing": False}}},
+                },
+            },
+            {
+                "event": "runner_on_ok",
+                "event_data": {"host": "box2", "task": "Gathering Facts", "res": {}},
+            },
+        ]
+    )
+    assert cli.main(["bench", "--host", "lab", "--report", "out", "--json"]) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    # box2's bench.json is from an earlier run: not reported
+    assert set(doc["bench"]["hosts"]) == {"mybox"}
+    assert doc["bench"]["hosts"]["mybox"]["device"] == "NVIDIA GeForce GTX 1080 Ti"
+    files = {Path(f).name for f in doc["bench"]["files"]}
+    assert files == {"report.json", "report.md", "ratios-mybox.png", "cifar10-mybox.png"}
+    assert "GEMM fp32" in (tmp_path / "out" / "report.md").read_text()
