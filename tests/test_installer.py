@@ -441,5 +441,31 @@ def test_preseed_early_command_on_a_real_disk(tmp_path, capsys):
         # Run again: linux-root is gone, the command refuses.
         res = early_command()
         assert res.returncode == 1 and "expected one partition named" in res.stderr
+
+        # What partman does next, by hand: a new root in the freed space, mounted
+        # (at a temporary directory standing in for the installer's /target).
+        sh("sfdisk", "--append", "--quiet", loop, stdin=f"size=96MiB, type={GPT_LINUX}\n")
+        disks.rescan(loop)
+        table = json.loads(sh("sfdisk", "--json", loop).stdout)["partitiontable"]
+        # In linux-root's place (sector 264192), without a name.
+        new_root = next(p for p in table["partitions"] if p["start"] == 264192)
+        assert not new_root.get("name")
+        target = tmp_path / "target"
+        target.mkdir()
+        sh("mkfs.ext4", "-q", new_root["node"])
+        sh("mount", new_root["node"], str(target))
+        try:
+            late = parse_preseed(out)["preseed/late_command"][1]
+            res = subprocess.run(
+                ["sh", "-c", late.replace('"/target"', f'"{target}"')],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert res.returncode == 0, res.stderr
+        finally:
+            sh("umount", str(target))
+        parts = json.loads(sh("sfdisk", "--json", loop).stdout)["partitiontable"]["partitions"]
+        assert [p.get("name") for p in parts if p["node"] == new_root["node"]] == ["linux-root"]
     finally:
         disks.cleanup()
