@@ -91,12 +91,8 @@ controllers:
              max_width: 4}
       slot_link: {max_speed: 16.0 GT/s PCIe, max_width: 4}
       warnings: []
-nvme_cli:
-  description: Whether nvme-cli was found (without it only sysfs is read).
-  returned: always
-  type: bool
 notes:
-  description: What could not be read, and why.
+  description: What could not be read, and why (without nvme-cli only sysfs is read).
   returned: always
   type: list
   elements: str
@@ -480,8 +476,12 @@ def build_report(sysfs_root, run=None):
     """The whole report. run(argv) -> (rc, stdout, stderr) runs nvme-cli; None: not installed."""
     notes = []
     slots = physical_slots(sysfs_root)
+    names = controller_names(sysfs_root)
     namespaces = []
-    if run is not None:
+    if not names:
+        # No controller: nothing to ask nvme-cli (whose `list` fails without /sys/class/nvme).
+        run = None
+    elif run is not None:
         rc, out, err = run(["list", "-o", "json"])
         if rc == 0:
             namespaces = parse_nvme_list(out)
@@ -490,7 +490,7 @@ def build_report(sysfs_root, run=None):
     else:
         notes.append("nvme-cli is not installed: SMART health and firmware slots not read")
     controllers = []
-    for name in controller_names(sysfs_root):
+    for name in names:
         ctrl = read_controller(sysfs_root, name, slots)
         for ns in namespaces:
             # Identity from nvme list where sysfs lacks it (matched by serial, else by name).
@@ -533,7 +533,6 @@ def build_report(sysfs_root, run=None):
     summary = [summary_line(c) for c in controllers] or ["no NVMe drives found"]
     return {
         "controllers": controllers,
-        "nvme_cli": run is not None,
         "notes": notes,
         "summary": summary,
     }
