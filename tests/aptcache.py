@@ -25,10 +25,10 @@ from pathlib import Path
 from dlsetup import localbox
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE = "dlsetup/e2e-aptcacher:12"
+IMAGE = "dlsetup/e2e-aptcacher:12-2"  # bump the tag when the build below changes
 CONTAINER = "dlsetup-e2e-aptcache"
 PORT = 3142
-_ACCESS_LOG = "/var/log/apt-cacher-ng/apt-access.log"
+_ACCESS_LOG = "/var/log/apt-cacher-ng/apt-cacher.log"
 
 
 def archive_volume(name: str = "e2e-debian12") -> str:
@@ -65,7 +65,11 @@ def build_image() -> str:
         "bash",
         "-c",
         "set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -q; "
-        "apt-get install -y -q --no-install-recommends apt-cacher-ng; apt-get clean",
+        "apt-get install -y -q --no-install-recommends apt-cacher-ng; apt-get clean; "
+        # Proxy every mirror as the boxes name it: without this, apt-cacher-ng
+        # swaps a Debian mirror for one of its own list (unreachable here,
+        # and not the mirror the user chose).
+        "sed -i -E 's/^(Remap-(debrep|secdeb|uburep):)/#\\1/' /etc/apt-cacher-ng/acng.conf",
         check=False,
     )
     if res.returncode != 0:
@@ -141,7 +145,8 @@ class Stats:
 
 
 def stats(name: str = CONTAINER) -> Stats:
-    """Parse apt-cacher-ng's access log: `time|I or O|client|bytes|path` per line."""
+    """Parse apt-cacher-ng's log: `time|I, O or E|bytes|client|path` per line
+    (I: fetched from the mirror, O: sent to a client, E: an error)."""
     log = _docker("exec", name, "cat", _ACCESS_LOG, check=False).stdout
     fetched: Counter[str] = Counter()
     served: Counter[str] = Counter()
