@@ -325,6 +325,8 @@ def _from_table(disk: Disk, parts: list[dict[str, Any]], table: dict[str, Any]) 
                     "the --table given (matched by GPT name or PARTUUID)"
                 )
             # Not there yet: `dlsetup provision` creates it after the install.
+            # (A partition known by its fs_label only cannot be told from the
+            # table; if it is there, it is kept below as a partition found.)
             disk.missing.append(spec["display"])
             continue
         match["claimed"] = True
@@ -476,8 +478,9 @@ def run(args: argparse.Namespace) -> int:
             )
         for name in disk.missing:
             print(
-                f"note: {disk.device}: '{name}' is not on the disk yet; "
-                "`dlsetup provision` creates it after the install.",
+                f"note: {disk.device}: '{name}' is not in its --table (by GPT name or "
+                "PARTUUID): if it is not on the disk yet, `dlsetup provision` creates it "
+                "after the install; if it is, it is kept as a partition the spec does not name.",
                 file=sys.stderr,
             )
     if args.output:

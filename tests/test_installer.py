@@ -216,7 +216,7 @@ def test_partitions_not_yet_created_are_left_to_provision(recorded, tmp_path, ca
     inv = write_inventory(tmp_path / "inv2", {"box1": {"disk_layout_disks": spec}})
     rc, out, err = run_cli(capsys, "--host", "box1", "-i", str(inv), *tables_args(tables))
     assert rc == 0, err
-    assert "'scratch' is not on the disk yet" in err
+    assert "'scratch' is not in its --table" in err
     parts = [p["id"] for p in actions(yaml.safe_load(out), "partition")]
     assert "disk0-part6" not in parts and "disk0-part4" in parts
 
