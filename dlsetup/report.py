@@ -161,11 +161,17 @@ def plan_table(collector: EventCollector) -> Group:
         t.add_column("kind")
         t.add_column("would change")
         for ch in hs.changes:
-            t.add_row(ch.kind, ch.task + (f" [{ch.item}]" if ch.item else ""))
+            # Text, not markup: an item such as "/boot/efi" in brackets is not a style.
+            t.add_row(Text(ch.kind), Text(ch.task + (f" [{ch.item}]" if ch.item else "")))
         if not hs.changes:
             t.add_row("-", "nothing: the host is already as asked")
         t.add_row("reboot", "a reboot would follow" if hs.reboot_required else "no reboot")
         parts.append(t)
+        # A role's own plan, where it has one (disk_layout: partitions, filesystems, mounts).
+        for name, rep in sorted(hs.reports.items()):
+            if isinstance(rep, dict) and isinstance(rep.get("plan"), str) and rep["plan"].strip():
+                parts.append(Text(f"{name.removesuffix('_report')} plan for {host}:", style="bold"))
+                parts.append(Text(rep["plan"].rstrip()))
     return Group(*parts)
 
 

@@ -166,3 +166,24 @@ def test_role_facts_report_skips_and_reboots() -> None:
 @pytest.mark.parametrize("status", ["failed", "timeout"])
 def test_runner_failure_without_events_is_not_ok(status: str) -> None:
     assert EventCollector().exit_code(status) == EXIT_TASK_FAILED
+
+
+def test_plan_table_prints_items_verbatim_and_a_roles_own_plan() -> None:
+    """An item like "/boot/efi" in brackets is text, not rich markup (it crashed `plan`)."""
+    import io  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from dlsetup.events import Change, EventCollector  # noqa: PLC0415
+    from dlsetup.report import plan_table  # noqa: PLC0415
+
+    c = EventCollector()
+    hs = c.host("mybox")
+    hs.changes.append(Change("Mount", "ansible.posix.mount", "mount", "/boot/efi"))
+    hs.reports["disk_layout_report"] = {"plan": "create scratch on /dev/nvme0n1 (ext4)"}
+    out = io.StringIO()
+    Console(file=out, width=120).print(plan_table(c))
+    text = out.getvalue()
+    assert "Mount [/boot/efi]" in text
+    assert "disk_layout plan for mybox:" in text
+    assert "create scratch on /dev/nvme0n1 (ext4)" in text
