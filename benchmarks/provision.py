@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""How long a user waits: the three comparisons of issue 7, side by side in one run.
+
+    .venv/bin/python benchmarks/provision.py [--skip-tags cuda] [--repeat 3]
+
+writes docs/benchmarks/provision-<date>.md and .json, with the machine named
+(CPU, cores, RAM, kernel, read from /proc). Not part of the test suite: it
+reports numbers and asserts nothing.
+
+The boxes are the end-to-end tests' boxes (tests/boxes.py: systemd containers
+from the project's Debian 12 image, sshd, a sudo user, reached over SSH by
+address). Every box fetches packages through one apt-cacher-ng container
+(tests/aptcache.py), so downloads come from the same place for every side of
+every comparison. A first, untimed provision fills that cache: after it, the
+timed runs all see the same warm cache and nothing in them measures the
+internet.
+
+1. Full provision of a fresh box, against one bare `apt-get update &&
+   apt-get install` of the same package set (the packages the provision
+   installed, with the vendor sources it added) in an identical fresh box:
+   the floor set by downloads and dpkg. Target <= 1.25x.
+2. No-op re-provision of that converged box, against `ansible -m setup` on
+   the same box with the project's ansible.cfg (Ansible's own floor): median
+   of --repeat runs each. Target <= 20 s and <= 3x.
+3. Four fresh boxes in one run (--host lab, forks), against the one fresh box
+   of comparison 1. Target <= 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests import aptcache  # noqa: E402
+from tests.boxes import (  # noqa: E402
+    Box,
+    dlsetup,
+    docker_ready,
+    make_key,
+    remove_boxes,
+    sh,
+    start_box,
+    write_inventory,
+)
+
+PREFIX = "dlsetup-bench-"
+TARGETS = {"full": 1.25, "noop_ratio": 3.0, "noop_seconds": 20.0, "lab": 2.0}
+
+
+def machine() -> dict[str, Any]:
+    """The machine the numbers come from, from /proc."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    models = [
+        ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")
+    ]
+    mem_kib = next(
+        int(ln.split()[1])
+        for ln in Path("/proc/meminfo").read_text().splitlines()
+        if ln.startswith("MemTotal")
+    )
+    return {
+        "cpu": models[0] if models else platform.processor() or "?",
+        "cores": len(models) or os.cpu_count(),
+        "ram_gib": round(mem_kib / 1024**2, 1),
+        "kernel": Path("/proc/sys/kernel/osrelease").read_text().strip(),
+        "os": _os_release(),
+        "docker": subprocess.run(
+            ["docker", "version", "-f", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip(),
+    }
+
+
+def loadavg() -> str:
+    """1, 5 and 15 minute load averages: other work on the machine skews every number."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _os_release() -> str:
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "?"
+
+
+def packages(box: str) -> dict[str, str]:
+    out = sh(box, "dpkg-query -W -f='${db:Status-Abbrev}|${Package}|${Version}\\n'")
+    return {
+        p: v for st, p, v in (r.split("|") for r in out.splitlines()) if st.strip() in ("ii", "hi")
+    }
+
+
+class Bench:
+    def __init__(self, work: Path, profile: list[str], repeat: int) -> None:
+        self.work = work
+        self.profile = profile
+        self.repeat = repeat
+        self.key, self.pub = make_key(work)
+        self.names: list[str] = []
+        self.cache = aptcache.up(f"{PREFIX}aptcache")
+        self.log: list[str] = []
+
+    def say(self, msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+        self.log.append(msg)
+
+    def box(self, name: str) -> Box:
+        full = PREFIX + name
+        self.names.append(full)
+        b = start_box(full, self.pub)
+        # The cache for the boxes' own apt set-up too (before dlsetup_apt_proxy is applied).
+        conf = f'Acquire::http::Proxy "{self.cache.url}";'
+        sh(full, f"echo '{conf}' > /etc/apt/apt.conf.d/00bench-proxy")
+        return b
+
+    def inventory(self, name: str, boxes: dict[str, Box]) -> Path:
+        hosts = {
+            h: {"ansible_host": b.address, "dlsetup_apt_proxy": self.cache.url}
+            for h, b in boxes.items()
+        }
+        return write_inventory(
+            self.work / name / "hosts.yml", self.key, hosts, groups={"lab": list(boxes)}
+        )
+
+    def provision(self, inv: Path, host: str, *extra: str) -> tuple[float, dict[str, Any]]:
+        res = dlsetup(
+            "provision",
+            "--host",
+            host,
+            "-i",
+            str(inv),
+            *self.profile,
+            *extra,
+            "--json",
+            timeout=7200,
+        )
+        if res.rc != 0:
+            raise SystemExit(
+                f"provision of {host} failed ({res.rc}):\n{res.stdout[-4000:]}{res.stderr[-2000:]}"
+            )
+        return res.seconds, res.doc
+
+    def close(self) -> None:
+        remove_boxes(self.names)
+        aptcache.down(self.cache.container)
+
+
+def median_of(n: int, fn: Any) -> tuple[float, list[float]]:
+    runs = [fn() for _ in range(n)]
+    return statistics.median(runs), runs
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    profile = [a for t in args.skip_tags for a in ("--skip-tags", t)]
+    load_start = loadavg()
+    b = Bench(work, profile, args.repeat)
+    try:
+        # Warm the cache with an untimed provision.
+        warm = b.box("warm")
+        t_cold, _ = b.provision(b.inventory("warm", {"warm": warm}), "warm")
+        b.say(f"warm-up provision (cold cache, not compared): {t_cold:.1f} s")
+
+        # 1. Full provision vs bare apt-get install of the same set.
+        one = b.box("one")
+        before = packages(PREFIX + "one")
+        inv1 = b.inventory("one", {"one": one})
+        t_full, doc = b.provision(inv1, "one")
+        after = packages(PREFIX + "one")
+        new = sorted(set(after) - set(before))
+        manual = sorted(set(sh(PREFIX + "one", "apt-mark showmanual").split()) & set(new))
+        b.say(f"full provision: {t_full:.1f} s, {len(new)} new packages ({len(manual)} asked for)")
+
+        b.box("bare")
+        # Untimed: the vendor sources and keys the provision added (if any).
+        tar = subprocess.run(
+            [
+                "docker",
+                "exec",
+                PREFIX + "one",
+                "tar",
+                "-C",
+                "/",
+                "-cf",
+                "-",
+                "etc/apt/sources.list.d",
+                "etc/apt/keyrings",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        subprocess.run(
+            ["docker", "exec", "-i", PREFIX + "bare", "tar", "-C", "/", "-xf", "-"],
+            input=tar.stdout,
+            capture_output=True,
+            check=True,
+        )
+        t0 = time.monotonic()
+        sh(
+            PREFIX + "bare",
+            "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
+            f"apt-get install -y -q {' '.join(f'{p}={after[p]}' for p in new)} >/dev/null",
+        )
+        t_bare = time.monotonic() - t0
+        b.say(f"bare apt-get install of the same {len(new)} packages: {t_bare:.1f} s")
+
+        # 2. No-op re-provision vs ansible -m setup, same box.
+        def noop() -> float:
+            t, d = b.provision(inv1, "one")
+            assert d["hosts"]["one"]["changed"] == 0, d["hosts"]["one"]["changes"]
+            return t
+
+        def setup() -> float:
+            t0 = time.monotonic()
+            subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "ansible"),
+                    "one",
+                    "-i",
+                    str(inv1),
+                    "-m",
+                    "setup",
+                ],
+                capture_output=True,
+                check=True,
+                cwd=REPO,
+                env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")},
+            )
+            return time.monotonic() - t0
+
+        t_noop, noop_runs = median_of(args.repeat, noop)
+        t_setup, setup_runs = median_of(args.repeat, setup)
+        b.say(
+            f"no-op re-provision: {t_noop:.1f} s (median of {noop_runs}); "
+            f"ansible -m setup: {t_setup:.1f} s"
+        )
+
+        # 3. Four fresh boxes in one run vs the one fresh box of 1.
+        lab = {f"lab{i}": b.box(f"lab{i}") for i in range(1, 5)}
+        t_lab, lab_doc = b.provision(b.inventory("lab", lab), "lab", "--forks", "4")
+        b.say(f"4 boxes in one run: {t_lab:.1f} s")
+        hits = aptcache.stats(b.cache.container)
+    finally:
+        b.close()
+
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "profile": " ".join(profile) or "full site",
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=False,
+        ).stdout.strip(),
+        "comparisons": {
+            "full_vs_bare_apt": {
+                "provision_s": round(t_full, 1),
+                "bare_apt_s": round(t_bare, 1),
+                "ratio": round(t_full / t_bare, 2),
+                "target_ratio": TARGETS["full"],
+                "packages": len(new),
+                "cold_cache_provision_s": round(t_cold, 1),
+            },
+            "noop_vs_setup": {
+                "noop_s": round(t_noop, 1),
+                "noop_runs_s": [round(x, 1) for x in noop_runs],
+                "setup_s": round(t_setup, 1),
+                "setup_runs_s": [round(x, 1) for x in setup_runs],
+                "ratio": round(t_noop / t_setup, 2),
+                "target_ratio": TARGETS["noop_ratio"],
+                "target_s": TARGETS["noop_seconds"],
+                "tasks_ok": doc["hosts"]["one"]["ok"],
+            },
+            "lab4_vs_one": {
+                "lab_s": round(t_lab, 1),
+                "one_s": round(t_full, 1),
+                "ratio": round(t_lab / t_full, 2),
+                "target_ratio": TARGETS["lab"],
+                "hosts_ok": sorted(h for h, s in lab_doc["hosts"].items() if s["failed"] == 0),
+                "cache_debs_served": hits.debs_served,
+                "cache_deb_hits": hits.deb_hits,
+            },
+        },
+        "log": b.log,
+    }
+
+
+def _verdict(ok: bool) -> str:
+    return "meets the target" if ok else "**misses the target**"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m, c = r["machine"], r["comparisons"]
+    f, n, lab = c["full_vs_bare_apt"], c["noop_vs_setup"], c["lab4_vs_one"]
+    rows = [
+        (
+            f"full provision of a fresh box vs bare `apt-get install` of the same "
+            f"{f['packages']} packages",
+            f["provision_s"],
+            f["bare_apt_s"],
+            f["ratio"],
+            f"<= {f['target_ratio']}x",
+            f["ratio"] <= f["target_ratio"],
+        ),
+        (
+            f"no-op re-provision vs `ansible -m setup` (median of {len(n['noop_runs_s'])})",
+            n["noop_s"],
+            n["setup_s"],
+            n["ratio"],
+            f"<= {n['target_ratio']}x and <= {n['target_s']} s",
+            n["ratio"] <= n["target_ratio"] and n["noop_s"] <= n["target_s"],
+        ),
+        (
+            "4 fresh boxes in one run vs 1 fresh box",
+            lab["lab_s"],
+            lab["one_s"],
+            lab["ratio"],
+            f"<= {lab['target_ratio']}x",
+            lab["ratio"] <= lab["target_ratio"],
+        ),
+    ]
+    table = "\n".join(
+        [
+            "| comparison | dlsetup | floor | ratio | target | |",
+            "|---|---:|---:|---:|---:|---|",
+            *(
+                f"| {a} | {b} s | {c_} s | {r}x | {t} | {_verdict(ok)} |"
+                for a, b, c_, r, t, ok in rows
+            ),
+        ]
+    )
+    return f"""# Provisioning benchmark, {r["date"][:10]}
+
+Made with `benchmarks/provision.py` at commit {r["commit"]}; profile: {r["profile"]}.
+
+Machine: {m["cpu"]}, {m["cores"]} cores, {m["ram_gib"]} GiB RAM, kernel {m["kernel"]},
+{m["os"]}, Docker {m["docker"]}. Boxes are systemd containers from the project's
+Debian 12 image reached over SSH; every package comes through one apt-cacher-ng
+container that an untimed provision filled first, so no timed run measures the
+internet (that cold-cache provision took {f["cold_cache_provision_s"]} s).
+Load average (1, 5, 15 min) at the start {r["loadavg_start"]}, at the end {r["loadavg_end"]}:
+other work on the machine during the run slows every side of every comparison.
+
+{table}
+
+No-op runs: {n["noop_runs_s"]} s; `ansible -m setup` runs: {n["setup_runs_s"]} s.
+The lab's apt cache served {lab["cache_debs_served"]} .deb downloads,
+{lab["cache_deb_hits"]} of them without going to the mirror.
+
+Log:
+
+```
+{chr(10).join(r["log"])}
+```
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--skip-tags", action="append", default=[], help="stages left out (as dlsetup's)"
+    )
+    p.add_argument("--repeat", type=int, default=3, help="runs of each no-op measurement")
+    p.add_argument(
+        "--work", default=str(REPO / ".cache" / "bench"), help="scratch folder (keys, inventories)"
+    )
+    p.add_argument("--out", default=str(REPO / "docs" / "benchmarks"), help="where the results go")
+    args = p.parse_args(argv)
+    why = docker_ready()
+    if why:
+        print(f"cannot run: {why}", file=sys.stderr)
+        return 2
+    result = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"provision-{result['date'][:10]}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+    print(stem.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
