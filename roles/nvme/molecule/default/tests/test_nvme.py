@@ -64,11 +64,6 @@ def test_nvme_fact_is_valid_json_with_no_controllers(host):
     assert json.loads(fact.content_string) == {"controllers": []}
 
 
-def test_ansible_reads_the_fact(host):
-    local = host.ansible("setup", "filter=ansible_local", check=False)["ansible_facts"]
-    assert local["ansible_local"]["nvme"] == {"controllers": []}
-
-
 def test_role_says_there_are_no_drives(host):
     report = reported(host)["report"]
     assert report["controllers"] == []
