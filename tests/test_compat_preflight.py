@@ -144,6 +144,15 @@ def test_distro_source_with_another_branch_on_debian_is_refused():
     assert "set nvidia_driver_source: nvidia for R580" in out["msg"]
 
 
+def test_distro_cuda_is_checked_when_no_version_is_asked_for():
+    # Debian 12's own toolkit is CUDA 11.8: too old for Blackwell
+    s = settings(nvidia_driver_branch="580", cuda_source="distro")
+    out = plugin.decide("deb", [RTX_5090], s, "debian-12")
+    assert out["failed"]
+    assert "cuda_version=11.8" in out["msg"]
+    assert "cuda_version (cuda):" in out["msg"]
+
+
 def test_unknown_nvidia_gpu_is_a_warning_not_a_stop():
     out = plugin.decide("lab", [gpu("10de:ffff", "future GPU")], settings(), "debian-12")
     assert not out["failed"]

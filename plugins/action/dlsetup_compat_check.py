@@ -33,6 +33,7 @@ SETTINGS = {
     "nvidia_driver_source": "nvidia_driver",
     "nvidia_driver_branch": "nvidia_driver",
     "nvidia_driver_kernel_modules": "nvidia_driver",
+    "cuda_source": "cuda",
     "cuda_version": "cuda",
     "cuda_cudnn_version": "cuda",
 }
@@ -138,6 +139,13 @@ def decide(
         elif packaged and not branch:
             driver = packaged  # Ubuntu: the newest branch that drives these GPUs
     out["driver"] = driver
+
+    if cuda is None and _text(settings.get("cuda_source")) == "distro" and distro is not None:
+        # the cuda role installs the distribution's toolkit when no version is asked for
+        try:
+            cuda = compat.find_distribution(distro).cuda
+        except compat.CompatError:
+            cuda = None
 
     if flavor == "auto" and driver is not None:
         out["kernel_modules"] = compat.resolve_kernel_modules(known, driver.split(".")[0])
