@@ -85,6 +85,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def content_hash() -> str:
+    """What is being measured: playbooks/ and roles/ as they are on disk."""
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    for f in sorted([*(REPO / "playbooks").rglob("*"), *(REPO / "roles").rglob("*")]):
+        if f.is_file() and "molecule" not in f.parts:
+            h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def loadavg() -> str:
     """1, 5 and 15 minute load averages: other work on the machine skews every number."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -169,6 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     profile = [a for t in args.skip_tags for a in ("--skip-tags", t)]
     load_start = loadavg()
+    content_start = content_hash()
     b = Bench(work, profile, args.repeat)
     try:
         # Warm the cache with an untimed provision.
@@ -255,6 +267,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t_lab, lab_doc = b.provision(b.inventory("lab", lab), "lab", "--forks", "4")
         b.say(f"4 boxes in one run: {t_lab:.1f} s")
         hits = aptcache.stats(b.cache.container)
+        if content_hash() != content_start:
+            # A site that changed under the run compares different things.
+            raise SystemExit("playbooks/ or roles/ changed during the run: results discarded")
     finally:
         b.close()
 
