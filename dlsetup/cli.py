@@ -369,6 +369,12 @@ def demo_inventory(container: str = DEMO_BOX) -> dict[str, Any]:
                             "ansible_connection": "community.docker.docker",
                             "ansible_host": container,
                             "ansible_python_interpreter": "/usr/bin/python3",
+                            # NVIDIA's libnvidia-container repository is on the
+                            # internet, which the demo must not need: Docker
+                            # only, and the summary says so. With a mirror:
+                            #   dlsetup demo -e container_runtime_nvidia_toolkit=true \
+                            #     -e container_runtime_nvidia_repo_url=http://mirror/...
+                            "container_runtime_nvidia_toolkit": False,
                         }
                     }
                 }
