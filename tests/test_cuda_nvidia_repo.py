@@ -53,11 +53,11 @@ def mirror() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def box() -> Iterator[str]:
     """A fresh Debian 12 box; g++ and gpg come from Debian, through an apt archive
-    on the host that only this role's tests use (apt locks a shared archive
-    while it installs, and other scenarios may be installing at the same time)."""
+    on the host that only this test uses (apt locks an archive while it
+    installs, and the cuda molecule scenario may be installing at the same time)."""
     name = f"cudah-nvrepo-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        ["docker", "run", "-d", "--name", name, "-v", aptcache.archive_volume("debian12-cuda"),
+        ["docker", "run", "-d", "--name", name, "-v", aptcache.archive_volume("debian12-cuda-e2e"),
          "dlsetup/debian:12", "sleep", "infinity"],
         check=True,
         capture_output=True,
