@@ -71,3 +71,15 @@ def test_disk_spec_shape_is_checked_by_the_roles_own_planner() -> None:
         )
         == []
     )
+
+
+def test_sample_group_vars_list_every_option_of_every_role() -> None:
+    """The README promises that group_vars/all lists every role option with its default."""
+    text = "\n".join(f.read_text() for f in sorted((SAMPLE / "group_vars").rglob("*.yml")))
+    missing = [
+        opt
+        for defaults in sorted(content.roles_dir().glob("*/defaults/main.yml"))
+        for opt in yaml.safe_load(defaults.read_text()) or {}
+        if f"{opt}:" not in text
+    ]
+    assert missing == []
