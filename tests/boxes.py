@@ -90,13 +90,19 @@ def start_box(
     volumes: list[str] | None = None,
     devices: list[str] | None = None,
     extra_args: list[str] | None = None,
+    docker_volume: bool = True,
 ) -> Box:
-    """A booted box with sshd, user `dl` (passwordless sudo) and our key."""
+    """A booted box with sshd, user `dl` (passwordless sudo) and our key.
+
+    Docker inside the box keeps /var/lib/docker on an anonymous volume (removed
+    with the box), as on a real machine's disk: overlayfs cannot stack on the
+    container's own overlay root.
+    """
     localbox.remove_box(name)
     spec = localbox.BoxSpec(
         name=name,
         image=image or localbox.IMAGES["debian12-systemd"].name,
-        volumes=volumes or [],
+        volumes=[*(volumes or []), *(["/var/lib/docker"] if docker_volume else [])],
         devices=devices or [],
         extra_args=extra_args or [],
         labels={"io.dlsetup.test": "1"},
@@ -200,3 +206,20 @@ def snapshot(box: str) -> dict[str, str]:
 def remove_boxes(names: Iterator[str] | list[str]) -> None:
     for n in names:
         localbox.remove_box(n)
+
+
+def nvidia_mirror_vars() -> dict[str, Any]:
+    """Host vars that point the NVIDIA repositories at tests/aptrepo.py's stand-ins.
+
+    NVIDIA's servers cannot be reached from CI; a lab without internet sets the
+    same variables to its own mirror. The roles' code path is the users' one.
+    """
+    from tests import aptrepo  # noqa: PLC0415
+
+    repos = aptrepo.up()
+    ctk = repos["libnvidia-container"]
+    return {
+        "container_runtime_nvidia_repo_url": ctk["url"],
+        "container_runtime_nvidia_repo_key_url": ctk["key_url"],
+        "container_runtime_nvidia_repo_key_fingerprint": ctk["fingerprint"],
+    }

@@ -14,9 +14,9 @@ Hypothesis writes host_vars/box1.yml files as a user might get them wrong:
   without a GPU in the box, cuda_version has nothing to be checked against,
   so it is not generated).
 
-The disk kinds are strict xfail for now: disk_layout names the field, but
-only in the disks stage, as a failed task (exit 1) after the base and facts
-stages have changed the box (see DISK_SPEC_GAP).
+The disk kinds are caught in preflight by disk_layout's own planner (called
+from plugins/action/dlsetup_validate_vars.py), before base or facts change
+anything.
 
 Each example is a real `dlsetup provision --host box1 --json` against one
 box (a fresh systemd container over SSH, never provisioned) that all examples
@@ -156,17 +156,6 @@ def incompatible_version(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
     ]
 
 
-# Known gap (issue 7, for the coordinator): disk_layout checks its spec in the
-# disks stage (module disk_layout_plan), which names the field but comes after
-# the base and facts stages have changed the box, and fails as a task (exit 1).
-# Preflight must run the same static spec check (sizes, duplicate mounts) for
-# exit 2 before any change. Strict: the test flags it once fixed.
-DISK_SPEC_GAP = (
-    "disk_layout_disks is checked in the disks stage, not in preflight: exit 1 after "
-    "base and facts changed the box"
-)
-
-
 def _has_option(role: str, name: str) -> bool:
     return name in SPECS.get(role, {})
 
@@ -181,10 +170,6 @@ KINDS: dict[str, Any] = {
             pytest.mark.skipif(
                 not _has_option("disk_layout", "disk_layout_disks"), reason="no disk_layout role"
             ),
-            pytest.mark.xfail(
-                strict=True,
-                reason=DISK_SPEC_GAP,
-            ),
         ],
     ),
     "duplicate-mount": pytest.param(
@@ -193,10 +178,6 @@ KINDS: dict[str, Any] = {
         marks=[
             pytest.mark.skipif(
                 not _has_option("disk_layout", "disk_layout_disks"), reason="no disk_layout role"
-            ),
-            pytest.mark.xfail(
-                strict=True,
-                reason=DISK_SPEC_GAP,
             ),
         ],
     ),

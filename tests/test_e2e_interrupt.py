@@ -28,6 +28,8 @@ Profile: `--skip-tags cuda,smoke`. The CUDA toolkit (1.6 GB, ~2 min a box)
 would take the test over its ~4 minute budget three times over and adds no
 kind of step the driver stage does not already have (an apt install, holds);
 the smoke test needs a GPU and is only reported as skipped in a box anyway.
+The NVIDIA Container Toolkit comes from tests/aptrepo.py's signed stand-in
+for NVIDIA's repository (boxes.nvidia_mirror_vars), unreachable from CI.
 Boxes share the host's apt archive (tests/aptcache.archive_volume) so the
 downloads happen once.
 """
@@ -56,6 +58,7 @@ from tests.boxes import (
     dlsetup,
     docker_ready,
     make_key,
+    nvidia_mirror_vars,
     remove_boxes,
     sh,
     start_box,
@@ -226,7 +229,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path,
 
 def fresh_box(work: Path, key: Path, pub: str, name: str) -> Path:
     box = start_box(BOX, pub, volumes=[aptcache.archive_volume("e2e-debian12")])
-    return write_inventory(work / name / "hosts.yml", key, {"box1": {"ansible_host": box.address}})
+    return write_inventory(
+        work / name / "hosts.yml",
+        key,
+        {"box1": {"ansible_host": box.address, **nvidia_mirror_vars()}},
+    )
 
 
 def converge_then_no_change(inv: Path, tmp: Path) -> tuple[CliResult, Watched]:

@@ -14,10 +14,11 @@ and a single box's (a fifth box provisioned alone afterwards, against the then
 warm cache: the ratio flatters the single box; benchmarks/provision.py makes
 the fair comparison).
 
-Profile: `--skip-tags cuda,driver,smoke`, lighter than the full site to stay
-inside CI's budget on 2 cores: the CUDA toolkit (1.6 GB) and the driver
-(243 MB, DKMS) four times over would take many minutes, and their steps on a
-lab are the same as on one box (test_e2e_interrupt.py runs the driver stage).
+Profile: `--skip-tags cuda,driver,docker,nvidia-container,smoke`, lighter
+than the full site to stay inside CI's budget on 2 cores: the CUDA toolkit
+(1.6 GB), the driver (243 MB, DKMS) and Docker four times over would take many
+minutes, and their steps on a lab are the same as on one box
+(test_e2e_ssh.py runs the whole site, test_e2e_interrupt.py driver and docker).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ pytestmark = [
 
 LAB = [f"dlsetup-e2e-lab{i}" for i in range(1, 5)]
 SOLO = "dlsetup-e2e-lab-solo"
-PROFILE = ("--skip-tags", "cuda,driver,smoke")
+PROFILE = ("--skip-tags", "cuda,driver,docker,nvidia-container,smoke")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@ systemd containers that stand in for freshly installed machines (sshd, a sudo
 user, our key), listed in an inventory by address as a user lists real boxes.
 
 What a container cannot be (a GPU, a kernel module, a reboot) is reported as
-skipped by the roles; everything else runs for real.
+skipped by the roles; everything else runs for real: the whole site.yml, with
+the driver and CUDA from Debian's non-free packages and the NVIDIA Container
+Toolkit from tests/aptrepo.py's signed stand-in for NVIDIA's repository.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tests.boxes import (
     dlsetup,
     docker_ready,
     make_key,
+    nvidia_mirror_vars,
     remove_boxes,
     sh,
     snapshot,
@@ -59,7 +62,7 @@ def test_provision_over_ssh_then_again_changes_nothing(
     lab: tuple[Path, Path, dict[str, Box]],
 ) -> None:
     work, key, boxes = lab
-    inv = inventory(work, key, {"box1": boxes["box1"]})
+    inv = inventory(work, key, {"box1": boxes["box1"]}, extra={"box1": nvidia_mirror_vars()})
     first = dlsetup("provision", "--host", "box1", "-i", str(inv), "--json")
     assert first.rc == 0, first.stderr + first.stdout
     doc = first.doc
@@ -68,6 +71,9 @@ def test_provision_over_ssh_then_again_changes_nothing(
     assert box1["failed"] == 0 and box1["unreachable"] is False
     assert box1["changed"] > 0 and box1["ok"] > box1["changed"]
     # Real state on the box, reached over SSH with become.
+    assert "hold" in sh(BOXES[0], "dpkg --get-selections nvidia-driver")
+    assert "nvidia" in sh(BOXES[0], "docker info --format '{{json .Runtimes}}'")
+    assert "release 11.8" in sh(BOXES[0], "bash -lc 'nvcc --version'")
     facts = sh(BOXES[0], "/etc/ansible/facts.d/dl.fact")
     assert '"nvidia_gpu_count": 0' in facts
     assert sh(BOXES[0], "stat -c '%U %a' /etc/ansible/facts.d/dl.fact").strip() == "root 755"
@@ -118,7 +124,7 @@ def test_bad_host_vars_exit_2_and_change_nothing(
 def test_unreachable_host_exit_3_others_finish(lab: tuple[Path, Path, dict[str, Box]]) -> None:
     work, key, boxes = lab
     hosts = {
-        "box1": {"ansible_host": boxes["box1"].address},
+        "box1": {"ansible_host": boxes["box1"].address, **nvidia_mirror_vars()},
         # Nothing listens on port 9 here: the connection is refused at once.
         "ghost": {"ansible_host": "127.0.0.1", "ansible_port": 9},
     }
