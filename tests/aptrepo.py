@@ -218,29 +218,33 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return res
 
 
-def _server_ip() -> str | None:
+def _server_ip(srv: Path) -> str | None:
+    """The server's address, when it runs and serves this checkout's repositories."""
     res = _docker(
         "inspect",
         "-f",
-        "{{.State.Running}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        '{{.State.Running}} {{index .Config.Labels "dlsetup.srv"}} '
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
         SERVER,
         check=False,
     )
-    running, _, ip = res.stdout.strip().partition(" ")
-    return ip if res.returncode == 0 and running == "true" and ip else None
+    running, served, ip = [*res.stdout.strip().split(" "), "", "", ""][:3]
+    ok = res.returncode == 0 and running == "true" and served == str(srv) and ip
+    return ip if ok else None
 
 
 def serve(srv: Path) -> str:
     """Start the server container (if needed); return its base URL."""
-    ip = _server_ip()
-    if ip is None:
+    ip = _server_ip(srv)
+    if ip is None:  # not running, or serving another checkout's repositories
         _docker("rm", "-f", SERVER, check=False)
         _docker(
             "run", "-d", "--name", SERVER, "--label", "dlsetup.test=aptrepo",
+            "--label", f"dlsetup.srv={srv}",
             "-v", f"{srv}:/srv:ro", "dlsetup/debian:12",
             "python3", "-m", "http.server", str(PORT), "--directory", "/srv",
         )  # fmt: skip
-        ip = _server_ip()
+        ip = _server_ip(srv)
     if ip is None:
         raise AptRepoError(f"{SERVER} did not start: {_docker('logs', SERVER, check=False).stderr}")
     base = f"http://{ip}:{PORT}/"
