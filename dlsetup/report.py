@@ -169,9 +169,12 @@ def plan_table(collector: EventCollector) -> Group:
         parts.append(t)
         # A role's own plan, where it has one (disk_layout: partitions, filesystems, mounts).
         for name, rep in sorted(hs.reports.items()):
-            if isinstance(rep, dict) and isinstance(rep.get("plan"), str) and rep["plan"].strip():
+            plan = rep.get("plan") if isinstance(rep, dict) else None
+            if isinstance(plan, list):  # a role hands its plan over as lines
+                plan = "\n".join(str(line) for line in plan)
+            if isinstance(plan, str) and plan.strip():
                 parts.append(Text(f"{name.removesuffix('_report')} plan for {host}:", style="bold"))
-                parts.append(Text(rep["plan"].rstrip()))
+                parts.append(Text(plan.rstrip()))
     return Group(*parts)
 
 

@@ -180,7 +180,9 @@ def test_plan_table_prints_items_verbatim_and_a_roles_own_plan() -> None:
     c = EventCollector()
     hs = c.host("mybox")
     hs.changes.append(Change("Mount", "ansible.posix.mount", "mount", "/boot/efi"))
-    hs.reports["disk_layout_report"] = {"plan": "create scratch on /dev/nvme0n1 (ext4)"}
+    hs.reports["disk_layout_report"] = {
+        "plan": ["disk_layout plan (safe mode on)", "create scratch on /dev/nvme0n1 (ext4)"]
+    }
     out = io.StringIO()
     Console(file=out, width=120).print(plan_table(c))
     text = out.getvalue()
