@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ import jinja2
 
 from dlsetup import content
 from dlsetup.events import EXIT_BAD_INPUT, EXIT_OK
-from dlsetup.inventory import InventoryError, resolve_sources
+from dlsetup.inventory import InventoryError, resolve_sources, strict_inventory
 
 FORMATS = ("autoinstall", "preseed")
 
@@ -130,17 +129,14 @@ def host_vars(host: str, explicit: list[str] | None, cwd: Path | None = None) ->
             "no inventory found (-i, ./inventory/, or ~/.config/dlsetup/inventory): "
             "installer-config reads disk_layout_disks from the host's inventory variables"
         )
-    os.environ.setdefault("ANSIBLE_CONFIG", str(content.ansible_cfg()))
-    os.environ["ANSIBLE_INVENTORY_UNPARSED_FAILED"] = "True"
     from ansible.errors import AnsibleError  # noqa: PLC0415  (heavy import)
-    from ansible.inventory.manager import InventoryManager  # noqa: PLC0415
     from ansible.parsing.dataloader import DataLoader  # noqa: PLC0415
     from ansible.template import Templar  # noqa: PLC0415
     from ansible.vars.manager import VariableManager  # noqa: PLC0415
 
     try:
         loader = DataLoader()
-        inv = InventoryManager(loader=loader, sources=sources)
+        inv = strict_inventory(sources, loader)
         found = inv.get_host(host)
         if found is None:
             raise InventoryError(

@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -82,18 +83,34 @@ class Target:
     adhoc: bool = False
 
 
-def _load_hosts(sources: list[str], pattern: str) -> list[str]:
+def strict_inventory(sources: list[str], loader: Any = None) -> Any:
+    """An ``InventoryManager`` over ``sources`` that raises on any source it cannot parse.
+
+    Ansible reads its settings once, when ``ansible.constants`` is first
+    imported; an environment variable set later (another command or test in
+    the same process got there first) is ignored, and a broken inventory
+    becomes a warning and an empty host list. So the two switches are set on
+    the constants themselves as well.
+    """
     os.environ.setdefault("ANSIBLE_CONFIG", str(content.ansible_cfg()))
     os.environ["ANSIBLE_INVENTORY_UNPARSED_FAILED"] = "True"
     os.environ["ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED"] = "True"
-    from ansible.errors import AnsibleError  # noqa: PLC0415  (heavy import, only when needed)
+    from ansible import constants  # noqa: PLC0415  (heavy import, only when needed)
     from ansible.inventory.manager import InventoryManager  # noqa: PLC0415
     from ansible.parsing.dataloader import DataLoader  # noqa: PLC0415
+
+    constants.INVENTORY_UNPARSED_IS_FAILED = True
+    constants.INVENTORY_ANY_UNPARSED_IS_FAILED = True
+    return InventoryManager(loader=loader or DataLoader(), sources=sources)
+
+
+def _load_hosts(sources: list[str], pattern: str) -> list[str]:
+    from ansible.errors import AnsibleError  # noqa: PLC0415  (heavy import, only when needed)
 
     if not sources:
         return []
     try:
-        inv = InventoryManager(loader=DataLoader(), sources=sources)
+        inv = strict_inventory(sources)
         return [h.name for h in inv.get_hosts(pattern)]
     except AnsibleError as exc:
         raise InventoryError(f"inventory could not be read: {exc.message}") from exc

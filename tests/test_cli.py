@@ -203,6 +203,26 @@ def test_broken_inventory_is_bad_input(
     assert "inventory" in capsys.readouterr().err
 
 
+def test_broken_inventory_is_bad_input_after_ansible_read_its_settings(
+    recorded: Recorder,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CI ran this after other tests had imported ansible.constants with the
+    # lenient defaults: the environment switch came too late and a broken
+    # inventory turned into "no hosts", exit 0.
+    from ansible import constants  # noqa: PLC0415  (imported here on purpose: the point is the order)
+
+    monkeypatch.setattr(constants, "INVENTORY_UNPARSED_IS_FAILED", False)
+    monkeypatch.setattr(constants, "INVENTORY_ANY_UNPARSED_IS_FAILED", False)
+    bad = tmp_path / "hosts.yml"
+    bad.write_text("all:\n  hosts: [this, is, not, a, mapping\n")
+    assert cli.main(["provision", "--host", "mybox", "-i", str(bad)]) == EXIT_BAD_INPUT
+    assert recorded == []
+    assert "inventory" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra", ["novalue", "1abc=2", "@/nonexistent.yml"])
 def test_bad_extra_vars_are_bad_input(
     recorded: Recorder, inv: Path, extra: str, capsys: pytest.CaptureFixture[str]
