@@ -74,7 +74,7 @@ def test_demo_provisions_then_changes_nothing_then_destroys(
 
     second = dlsetup("demo", "--json", "-e", f"@{mirror}", env=env)
     assert second.rc == 0, second.stderr
-    assert second.doc["hosts"]["demo"]["changed"] == 0
+    assert second.doc["hosts"]["demo"]["changed"] == 0, second.doc["hosts"]["demo"].get("changes")
     assert second.doc["hosts"]["demo"]["failed"] == 0
 
     # Without -i, --host demo finds the demo box from anywhere.

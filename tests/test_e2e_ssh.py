@@ -80,7 +80,7 @@ def test_provision_over_ssh_then_again_changes_nothing(
 
     again = dlsetup("provision", "--host", "box1", "-i", str(inv), "--json")
     assert again.rc == 0, again.stderr
-    assert again.doc["hosts"]["box1"]["changed"] == 0
+    assert again.doc["hosts"]["box1"]["changed"] == 0, again.doc["hosts"]["box1"].get("changes")
     assert again.doc["hosts"]["box1"]["failed"] == 0
 
 
