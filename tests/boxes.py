@@ -8,6 +8,7 @@ same code `dlsetup demo` uses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 import yaml
 
 from dlsetup import localbox
+from tests import aptcache
 
 REPO = Path(__file__).resolve().parent.parent
 # The installed console script, as a user runs it.
@@ -223,3 +226,51 @@ def nvidia_mirror_vars() -> dict[str, Any]:
         "container_runtime_nvidia_repo_key_url": ctk["key_url"],
         "container_runtime_nvidia_repo_key_fingerprint": ctk["fingerprint"],
     }
+
+
+# Plain (non-systemd) boxes reached through the docker connection, for tests
+# that run one stage's playbooks with ansible-playbook itself rather than the CLI.
+
+
+@contextlib.contextmanager
+def plain_box(prefix: str, archive: str | None = None) -> Iterator[str]:
+    """A fresh ``dlsetup/debian:12`` container named ``<prefix>-<random>``, removed after.
+
+    ``archive`` names an apt archive folder on the host (tests/aptcache.py)
+    that only this box uses: apt locks an archive while it installs, and it
+    does not wait for a lock another scenario holds.
+    """
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    volume = ["-v", aptcache.archive_volume(archive)] if archive else []
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, *volume, "dlsetup/debian:12", "sleep", "infinity"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
+
+
+def playbook(
+    box: str, extra: dict[str, Any], playbooks: list[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``ansible-playbook`` from this venv with the project's config, over docker exec."""
+    bindir = Path(sys.executable).parent
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        PATH=f"{bindir}:{os.environ['PATH']}",
+    )
+    argv = [str(bindir / "ansible-playbook"), "-i", f"{box},", "-c", "community.docker.docker"]
+    argv += ["-e", json.dumps(extra), *args, *playbooks]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+
+
+def recap(out: str) -> dict[str, int]:
+    """The PLAY RECAP counts of ansible-playbook's output: ok, changed, failed..."""
+    line = next(x for x in out.splitlines() if " : ok=" in x)
+    return {k: int(v) for k, v in (f.split("=") for f in line.split(":", 1)[1].split())}

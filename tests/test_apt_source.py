@@ -8,11 +8,8 @@ user's box.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests import aptrepo
-from tests.boxes import docker_ready, sh
+from tests.boxes import docker_ready, plain_box, playbook, recap, sh
 
 REPO = Path(__file__).resolve().parent.parent
 PLAY = REPO / "tests" / "fixtures" / "playbooks" / "apt_source.yml"
@@ -40,40 +37,12 @@ def repos() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def box() -> Iterator[str]:
     """One fresh box for the module: the tests use distinct source names, in order."""
-    name = f"dlsetup-aptsrc-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "dlsetup/debian:12", "sleep", "infinity"],
-        check=True,
-        capture_output=True,
-    )
-    try:
+    with plain_box("dlsetup-aptsrc") as name:
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
 def play(box: str, extra: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        PATH=f"{BIN}:{os.environ['PATH']}",
-    )
-    argv = [str(BIN / "ansible-playbook"), "-i", f"{box},", "-c", "community.docker.docker"]
-    argv += ["-e", json.dumps(extra), *args, str(PLAY)]
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-
-
-def recap(out: str) -> dict[str, int]:
-    line = next(x for x in out.splitlines() if " : ok=" in x)
-    return {k: int(v) for k, v in (f.split("=") for f in line.split(":", 1)[1].split())}
+    return playbook(box, extra, [str(PLAY)], *args)
 
 
 def state(box: str) -> str:

@@ -14,19 +14,16 @@ The distribution path with Debian's real toolkit is the molecule scenario
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import aptcache, aptrepo
-from tests.boxes import docker_ready, sh
+from tests import aptrepo
+from tests.boxes import docker_ready, plain_box, playbook, recap, sh
 
 REPO = Path(__file__).resolve().parent.parent
 # The base stage (python3-apt, apt's lists) runs first on every real run.
@@ -55,38 +52,15 @@ def box() -> Iterator[str]:
     """A fresh Debian 12 box; g++ and gpg come from Debian, through an apt archive
     on the host that only this test uses (apt locks an archive while it
     installs, and the cuda molecule scenario may be installing at the same time)."""
-    name = f"cudah-nvrepo-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "-v", aptcache.archive_volume("debian12-cuda-e2e"),
-         "dlsetup/debian:12", "sleep", "infinity"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    try:
+    with plain_box("cudah-nvrepo", archive="debian12-cuda-e2e") as name:
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
 def play(
     box: str, extra: dict[str, Any], *args: str, base: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        PATH=f"{BIN}:{os.environ['PATH']}",
-    )
     extra = {"cuda_apt_clean": False, **extra}  # the archive is the host's shared cache
-    argv = [str(BIN / "ansible-playbook"), "-i", f"{box},", "-c", "community.docker.docker"]
-    argv += ["-e", json.dumps(extra), *args, *([BASE, CUDA] if base else [CUDA])]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-
-
-def recap(out: str) -> dict[str, int]:
-    line = next(x for x in out.splitlines() if " : ok=" in x)
-    return {k: int(v) for k, v in (f.split("=") for f in line.split(":", 1)[1].split())}
+    return playbook(box, extra, [BASE, CUDA] if base else [CUDA], *args)
 
 
 def task_result(out: str, task: str) -> str:

@@ -15,18 +15,16 @@ molecule scenario (roles/nvidia_driver/molecule/default).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import aptcache, aptrepo
-from tests.boxes import docker_ready, sh
+from tests import aptrepo
+from tests.boxes import docker_ready, plain_box, playbook, recap, sh
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYS = [str(REPO / "playbooks" / "base.yml"), str(REPO / "playbooks" / "driver.yml")]
@@ -56,35 +54,12 @@ def box() -> Iterator[str]:
     """A fresh Debian 12 box; dkms and gpg come from Debian through an apt
     archive on the host that only this test uses (apt does not wait for a
     locked archive, and other scenarios may install at the same time)."""
-    name = f"nvdrv-nvrepo-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "-v", aptcache.archive_volume("debian12-nvdrv"),
-         "dlsetup/debian:12", "sleep", "infinity"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    try:
+    with plain_box("nvdrv-nvrepo", archive="debian12-nvdrv") as name:
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
 
 
 def play(box: str, extra: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        PATH=f"{BIN}:{os.environ['PATH']}",
-    )
-    argv = [str(BIN / "ansible-playbook"), "-i", f"{box},", "-c", "community.docker.docker"]
-    argv += ["-e", json.dumps(extra), *args, *PLAYS]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-
-
-def recap(out: str) -> dict[str, int]:
-    line = next(x for x in out.splitlines() if " : ok=" in x)
-    return {k: int(v) for k, v in (f.split("=") for f in line.split(":", 1)[1].split())}
+    return playbook(box, extra, PLAYS, *args)
 
 
 def selections(box: str) -> dict[str, str]:
