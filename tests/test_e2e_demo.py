@@ -82,6 +82,16 @@ def test_demo_provisions_then_changes_nothing_then_destroys(
     assert facts.rc == 0, facts.stderr
     report = facts.doc["hosts"]["demo"]["reports"]["dl_facts_report"]
     assert report["in_container"] is True and report["nvidia_gpu_count"] == 0
+    # The table names the NVMe drives the nvme stage found, or says there are
+    # none. A container sees the host's sysfs: the host's drives are the box's.
+    table = dlsetup("facts", "--host", "demo", env=env)
+    assert table.rc == 0, table.stderr
+    drives = sorted(p.name for p in Path("/sys/class/nvme").glob("nvme*"))
+    if drives:
+        assert all(d in table.stdout for d in drives), table.stdout
+    else:
+        assert "no NVMe drives" in table.stdout, table.stdout
+    assert "run the nvme stage" not in table.stdout, table.stdout  # it ran: nvme.fact is there
 
     gone = dlsetup("demo", "--destroy", env=env)
     assert gone.rc == 0
