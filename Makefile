@@ -1,6 +1,6 @@
 # The two commands of the README. Both do all set-up on a fresh Debian 12
 # machine (as root): packages, Docker engine, base images, venv.
-.PHONY: demo test lint unit
+.PHONY: demo test lint unit integration e2e
 demo:
 	scripts/setup-host
 	.venv/bin/dlsetup demo
@@ -13,3 +13,9 @@ lint:
 
 unit:
 	scripts/test unit
+
+integration:
+	scripts/test integration
+
+e2e:
+	scripts/test e2e

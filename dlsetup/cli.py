@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from dlsetup import __version__, localbox
-from dlsetup.events import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, EventCollector
+from dlsetup.events import EventCollector
+from dlsetup.exitcodes import ExitCode
 from dlsetup.inventory import (
     InventoryError,
     demo_inventory_path,
@@ -196,11 +197,16 @@ def _execute(spec: RunSpec, args: argparse.Namespace, mode: str = "provision") -
         msg = outcome.stdout_tail.strip() or f"ansible-playbook ended with status {outcome.status}"
         if args.json:
             report.print_json(
-                {"status": outcome.status, "exit_code": EXIT_BAD_INPUT, "error": msg, "hosts": {}}
+                {
+                    "status": outcome.status,
+                    "exit_code": ExitCode.BAD_INPUT,
+                    "error": msg,
+                    "hosts": {},
+                }
             )
         else:
             print(f"error: Ansible could not start the run:\n{msg}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     doc = collector.to_dict(outcome.status)
     doc["mode"] = mode
     if mode == "smoke":
@@ -299,8 +305,8 @@ def _bench_outcome(
     written = bench_report.write_report(raws, report_dir) if raws else {}
     doc["bench"] = {"report_dir": str(report_dir), "files": [str(p) for p in written.values()]}
     doc["bench"]["hosts"] = {h: bench_report.summarize(r) for h, r in raws.items()}
-    if missing and code != EXIT_OK:
-        code = EXIT_BAD_INPUT
+    if missing and code != ExitCode.OK:
+        code = ExitCode.BAD_INPUT
         doc["exit_code"] = code
     if args.json:
         report.print_json(doc)
@@ -343,7 +349,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         report.print_json(
             {
-                "exit_code": EXIT_OK,
+                "exit_code": ExitCode.OK,
                 "bench": {
                     "report_dir": str(report_dir),
                     "files": [str(p) for p in written.values()],
@@ -351,11 +357,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 },
             }
         )
-        return EXIT_OK
+        return ExitCode.OK
     out = report.console()
     out.print(bench_report.markdown_host(host, result.raw))
     out.print(f"report: {written['md']} (+ report.json and charts in {report_dir})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def demo_inventory(container: str = DEMO_BOX) -> dict[str, Any]:
@@ -390,7 +396,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         localbox._run(["docker", "volume", "rm", "-f", f"{DEMO_BOX}-docker"], capture_output=True)
         inv.unlink(missing_ok=True)
         print("demo box removed" if removed else "no demo box to remove", file=sys.stderr)
-        return EXIT_OK
+        return ExitCode.OK
     localbox.ensure_engine()
     for line in localbox.build_images(["debian12-systemd"]):
         print(f"image {line}", file=sys.stderr)
@@ -605,16 +611,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (InventoryError, BadInput) as exc:
         print(f"dlsetup: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except localbox.LocalBoxError as exc:
         print(f"dlsetup: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print(
             "\nInterrupted. Every step is safe to repeat: run the same command again to resume.",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

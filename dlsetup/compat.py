@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 import yaml
 
+from dlsetup.exitcodes import ExitCode
+
 __all__ = [
     "AmbiguousGpuError",
     "Architecture",
@@ -59,8 +61,6 @@ Field = Literal["gpu", "driver", "cuda", "cudnn", "kernel_modules", "distro"]
 KernelModules = Literal["open", "proprietary"]
 Version = tuple[int, ...]
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2  # DESIGN.md: bad input / incompatible versions
 
 NVIDIA_VENDOR_ID = "10de"
 
@@ -1594,10 +1594,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``dlsetup compat``; 0 when the combination fits, 2 when not (or bad input)."""
     if getattr(args, "list_gpus", False):
         print(_gpu_table())
-        return EXIT_OK
+        return ExitCode.OK
     if not args.gpu:
         print("dlsetup compat: --gpu NAME_OR_PCI_ID is required (or --list-gpus)", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     report = check(
         args.gpu,
         driver=args.driver,
@@ -1610,7 +1610,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(format_report(report))
-    return EXIT_OK if report.ok else EXIT_BAD_INPUT
+    return ExitCode.OK if report.ok else ExitCode.BAD_INPUT
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -1620,7 +1620,7 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help exits 0, bad usage 2
-        return e.code if isinstance(e.code, int) else EXIT_BAD_INPUT
+        return e.code if isinstance(e.code, int) else ExitCode.BAD_INPUT
     return run(args)
 
 

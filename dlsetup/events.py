@@ -25,16 +25,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dlsetup.exitcodes import ExitCode
+
 PREFLIGHT_PREFIX = "Preflight"
 SMOKE_PREFIX = "Smoke test"
 
-# Exit codes, as in DESIGN.md.
-EXIT_OK = 0
-EXIT_TASK_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
-EXIT_SMOKE_FAILED = 4
-EXIT_INTERRUPTED = 130
 
 _PACKAGE_ACTIONS = {
     "apt",
@@ -292,19 +287,19 @@ class EventCollector:
     def exit_code(self, status: str) -> int:
         """The CLI's exit code from the runner status and what the events said."""
         if status == "canceled":
-            return EXIT_INTERRUPTED
+            return ExitCode.INTERRUPTED
         cats = {f.category for hs in self.hosts.values() for f in hs.failures}
         if "preflight" in cats:
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
         if "smoke" in cats:
-            return EXIT_SMOKE_FAILED
+            return ExitCode.SMOKE_FAILED
         if "task" in cats or any(hs.failed for hs in self.hosts.values()):
-            return EXIT_TASK_FAILED
+            return ExitCode.TASK_FAILED
         if "unreachable" in cats or any(hs.unreachable for hs in self.hosts.values()):
-            return EXIT_UNREACHABLE
+            return ExitCode.UNREACHABLE
         if status != "successful":
-            return EXIT_TASK_FAILED
-        return EXIT_OK
+            return ExitCode.TASK_FAILED
+        return ExitCode.OK
 
     def to_dict(self, status: str) -> dict[str, Any]:
         return {

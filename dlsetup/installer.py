@@ -39,7 +39,7 @@ from typing import Any
 import jinja2
 
 from dlsetup import content
-from dlsetup.events import EXIT_BAD_INPUT, EXIT_OK
+from dlsetup.exitcodes import ExitCode
 from dlsetup.inventory import InventoryError, resolve_sources, strict_inventory
 
 FORMATS = ("autoinstall", "preseed")
@@ -463,7 +463,7 @@ def run(args: argparse.Namespace) -> int:
         text = render(layout, args.format, args.host)
     except (InstallerConfigError, InventoryError) as exc:
         print(f"dlsetup installer-config: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     for disk in layout:
         if disk.table_from == "spec":
             print(
@@ -484,4 +484,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output} ({args.format})", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    return EXIT_OK
+    return ExitCode.OK

@@ -16,12 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from dlsetup.events import (
-    EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_SMOKE_FAILED,
-    EXIT_UNREACHABLE,
     EventCollector,
 )
+from dlsetup.exitcodes import ExitCode
 
 
 class Progress:
@@ -91,13 +88,13 @@ class Progress:
         return t
 
 
-_NEXT_STEP = {
-    EXIT_BAD_INPUT: "Nothing was changed. Fix the input named above and run the same command "
+_NEXT_STEP: dict[int, str] = {
+    ExitCode.BAD_INPUT: "Nothing was changed. Fix the input named above and run the same command "
     "again.",
-    EXIT_UNREACHABLE: "Check that the host is up and reachable over SSH (address, user, key), "
+    ExitCode.UNREACHABLE: "Check that the host is up and reachable over SSH (address, user, key), "
     "then run again.",
-    EXIT_SMOKE_FAILED: "The smoke test failed: each failed check above says how to fix it.",
-    EXIT_INTERRUPTED: "Interrupted. Every step is safe to repeat: run the same command again "
+    ExitCode.SMOKE_FAILED: "The smoke test failed: each failed check above says how to fix it.",
+    ExitCode.INTERRUPTED: "Interrupted. Every step is safe to repeat: run the same command again "
     "to resume.",
 }
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import bench, cuda
+from .exitcodes import ExitCode
 from .parse import (
     GPU_CLASSES,
     NVIDIA_VENDOR,
@@ -227,7 +228,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 4
+        return ExitCode.OK if self.passed else ExitCode.SMOKE_FAILED
 
     def check(self, check_id: str) -> CheckResult | None:
         for result in self.checks:

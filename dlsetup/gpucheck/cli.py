@@ -20,11 +20,9 @@ import sys
 
 from . import __version__
 from .checks import Options, run_checks
+from .exitcodes import ExitCode
 from .probe import BundleError, CapturingProbe, LiveProbe, Probe, ReplayProbe
 from .report import render_json, render_table
-
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.timeout <= 0:
         print("gpucheck: --timeout must be positive", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         probe = make_probe(args)
     except (BundleError, OSError) as exc:
         print(f"gpucheck: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     container_image = args.container_image
     if isinstance(probe, ReplayProbe) and container_image is None:
         container_image = (probe.meta.get("options") or {}).get("container_image")
@@ -102,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_checks(probe, options)
     except KeyboardInterrupt:
         print("gpucheck: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     finally:
         try:
             probe.close()

@@ -14,7 +14,7 @@ The nvidia_driver role calls the same plugin to learn what
 ``driver`` in the result).
 
 :func:`decide` is the whole decision, pure and unit-tested
-(tests/test_compat_preflight.py); the ActionModule only gathers its inputs.
+(tests/unit/test_compat_preflight.py); the ActionModule only gathers its inputs.
 """
 
 from __future__ import annotations

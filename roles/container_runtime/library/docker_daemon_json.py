@@ -17,7 +17,7 @@ A daemon.json that is not valid JSON is never touched: the module fails and
 says where the error is.
 
 ``merge()`` and ``write_atomic()`` are plain functions, unit-tested in
-tests/test_docker_daemon_json.py.
+tests/unit/test_docker_daemon_json.py.
 """
 
 from __future__ import annotations

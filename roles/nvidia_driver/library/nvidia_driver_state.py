@@ -2,7 +2,7 @@
 """Read-only: Secure Boot, MOK, container, loaded modules and the reboot decision.
 
 The decisions are plain functions of their inputs (file contents under a
-system root, mokutil's output), so tests/test_nvidia_driver_state.py fakes
+system root, mokutil's output), so tests/unit/test_nvidia_driver_state.py fakes
 exactly those boundaries: a /sys tree and recorded mokutil output.
 """
 

@@ -9,7 +9,7 @@ nvme-cli is installed, ``nvme list -o json``, ``nvme smart-log DEV -o json``,
 
 The parsing lives in pure functions of the recorded text and of a sysfs tree
 (``parse_*``, ``read_controller``, ``link_warnings``, ``build_report``,
-``firmware_plan``) so tests/test_nvme_parse.py feeds them recorded outputs.
+``firmware_plan``) so tests/unit/test_nvme_parse.py feeds them recorded outputs.
 Runs on the target with the Python standard library (3.8+) and Ansible's
 module_utils only.
 """

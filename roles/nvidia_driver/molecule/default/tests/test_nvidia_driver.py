@@ -2,7 +2,7 @@
 packages: installed, held three ways, nouveau blacklisted for the initramfs,
 and the GPU-only steps reported as skipped with their reasons. (No GPU and no
 host kernel headers exist here; module build, load and reboot are covered by
-tests/test_nvidia_driver_state.py and, on a GPU machine, by the smoke test.)"""
+tests/unit/test_nvidia_driver_state.py and, on a GPU machine, by the smoke test.)"""
 
 import json
 

@@ -1,0 +1,92 @@
+"""Faults outside our control, through the real CLI: an apt mirror that does not answer.
+
+A user points a role's repository setting at a mirror that is down. Here:
+nvidia_driver with `nvidia_driver_source: nvidia` and
+`nvidia_driver_repo_url` at a closed port on the box's own 127.0.0.1; the
+key URL and fingerprint are those of the project's local signed repository
+(tests/aptrepo.py, the stand-in for NVIDIA's server), so the key is fetched
+and checked and the failure is the repository itself. The role adds the source
+through roles/dlsetup/tasks/apt_source.yml.
+
+Asserted: the run fails (exit 1) with a message that names the repository
+(nvidia-cuda) and its URL and says the source was removed; no source under
+/etc/apt names the dead mirror any more, and apt still updates cleanly. Run with `--tags driver`: the
+other stages have nothing to do with the fault.
+
+(An unreachable host, exit 3 with the other hosts finishing, is in
+test_e2e_ssh.py.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import aptrepo
+from tests.boxes import (
+    REPO,
+    Box,
+    dlsetup,
+    make_key,
+    remove_boxes,
+    sh,
+    start_box,
+    write_inventory,
+)
+
+BOX = "dlsetup-e2e-fault1"
+DEAD_URL = "http://127.0.0.1:9/nvidia-cuda/"  # nothing listens on port 9 in the box
+
+
+def _site_has_driver_stage() -> bool:
+    site = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text()) or []
+    return any(p.get("ansible.builtin.import_playbook") == "driver.yml" for p in site)
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Box]]:
+    work = tmp_path_factory.mktemp("faults")
+    key, pub = make_key(work)
+    try:
+        yield work, key, start_box(BOX, pub)
+    finally:
+        remove_boxes([BOX])
+
+
+@pytest.mark.skipif(not _site_has_driver_stage(), reason="site.yml has no driver stage yet")
+def test_dead_apt_mirror_names_the_repository_and_leaves_no_source(
+    box: tuple[Path, Path, Box],
+) -> None:
+    work, key, b = box
+    repo: dict[str, Any] = aptrepo.up()["dlsetup-selftest"]
+    inv = write_inventory(
+        work / "dead-mirror" / "hosts.yml",
+        key,
+        {
+            "box1": {
+                "ansible_host": b.address,
+                "nvidia_driver_source": "nvidia",
+                "nvidia_driver_repo_url": DEAD_URL,
+                "nvidia_driver_repo_key_url": repo["key_url"],
+                "nvidia_driver_repo_key_fingerprint": repo["fingerprint"],
+            }
+        },
+    )
+    res = dlsetup("provision", "--host", "box1", "-i", str(inv), "--tags", "driver", "--json")
+    assert res.rc == 1, res.stdout[-4000:] + res.stderr[-2000:]
+    failures = res.doc["hosts"]["box1"]["failures"]
+    msgs = " ".join(f["msg"] for f in failures)
+    assert "nvidia-cuda" in msgs and DEAD_URL in msgs, msgs
+    assert "removed" in msgs, msgs  # says the source was taken out again
+    assert sh(BOX, "test -e /etc/apt/sources.list.d/nvidia-cuda.sources && echo left || true") == ""
+    # No source anywhere still points at the dead mirror (other stages that ran
+    # before may have added their own, working, sources: those may stay).
+    left = sh(BOX, "grep -rl '127.0.0.1:9' /etc/apt/sources.list /etc/apt/sources.list.d || true")
+    assert left.strip() == "", f"sources still naming the dead mirror: {left}"
+    # apt is left working: no broken source makes every later update fail.
+    out = sh(BOX, "apt-get update 2>&1")
+    assert "127.0.0.1:9" not in out, out

@@ -1,0 +1,145 @@
+"""End to end over SSH: the real `dlsetup` CLI, as a subprocess, against
+systemd containers that stand in for freshly installed machines (sshd, a sudo
+user, our key), listed in an inventory by address as a user lists real boxes.
+
+What a container cannot be (a GPU, a kernel module, a reboot) is reported as
+skipped by the roles; everything else runs for real: the whole site.yml, with
+the driver and CUDA from Debian's non-free packages and the NVIDIA Container
+Toolkit from tests/aptrepo.py's signed stand-in for NVIDIA's repository.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.boxes import (
+    Box,
+    dlsetup,
+    make_key,
+    nvidia_mirror_vars,
+    remove_boxes,
+    sh,
+    snapshot,
+    start_box,
+    write_inventory,
+)
+
+BOXES = ("dlsetup-e2e-box1", "dlsetup-e2e-box2")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, dict[str, Box]]]:
+    work = tmp_path_factory.mktemp("e2e")
+    key, pub = make_key(work)
+    boxes = {n.rsplit("-", 1)[1]: start_box(n, pub) for n in BOXES}
+    try:
+        yield work, key, boxes
+    finally:
+        remove_boxes(list(BOXES))
+
+
+def inventory(
+    work: Path,
+    key: Path,
+    boxes: dict[str, Box],
+    name: str = "hosts.yml",
+    extra: dict[str, dict[str, object]] | None = None,
+) -> Path:
+    hosts = {h: {"ansible_host": b.address, **((extra or {}).get(h, {}))} for h, b in boxes.items()}
+    return write_inventory(work / name.replace(".yml", "") / "hosts.yml", key, hosts)
+
+
+def test_provision_over_ssh_then_again_changes_nothing(
+    lab: tuple[Path, Path, dict[str, Box]],
+) -> None:
+    work, key, boxes = lab
+    inv = inventory(work, key, {"box1": boxes["box1"]}, extra={"box1": nvidia_mirror_vars()})
+    first = dlsetup("provision", "--host", "box1", "-i", str(inv), "--json")
+    assert first.rc == 0, first.stderr + first.stdout
+    doc = first.doc
+    box1 = doc["hosts"]["box1"]
+    assert doc["exit_code"] == 0 and doc["status"] == "successful"
+    assert box1["failed"] == 0 and box1["unreachable"] is False
+    assert box1["changed"] > 0 and box1["ok"] > box1["changed"]
+    # Real state on the box, reached over SSH with become.
+    assert "hold" in sh(BOXES[0], "dpkg --get-selections nvidia-driver")
+    assert "nvidia" in sh(BOXES[0], "docker info --format '{{json .Runtimes}}'")
+    assert "release 11.8" in sh(BOXES[0], "bash -lc 'nvcc --version'")
+    facts = sh(BOXES[0], "/etc/ansible/facts.d/dl.fact")
+    assert '"nvidia_gpu_count": 0' in facts
+    assert sh(BOXES[0], "stat -c '%U %a' /etc/ansible/facts.d/dl.fact").strip() == "root 755"
+
+    again = dlsetup("provision", "--host", "box1", "-i", str(inv), "--json")
+    assert again.rc == 0, again.stderr
+    assert again.doc["hosts"]["box1"]["changed"] == 0, again.doc["hosts"]["box1"].get("changes")
+    assert again.doc["hosts"]["box1"]["failed"] == 0
+
+
+def test_facts_over_ssh_as_json(lab: tuple[Path, Path, dict[str, Box]]) -> None:
+    work, key, boxes = lab
+    inv = inventory(work, key, {"box1": boxes["box1"]})
+    res = dlsetup("facts", "--host", "box1", "-i", str(inv))
+    assert res.rc == 0, res.stderr
+    assert "Debian GNU/Linux 12" in res.stdout
+    assert "no GPU found" in res.stdout
+    assert "container" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("bad_vars", "named"),
+    [
+        ({"dl_facts_dri": "/etc/ansible/facts.d"}, "dl_facts_dri"),
+        ({"dlsetup_allow_reboot_local": "perhaps"}, "dlsetup_allow_reboot_local"),
+    ],
+    ids=["unknown-key", "not-a-bool"],
+)
+def test_bad_host_vars_exit_2_and_change_nothing(
+    lab: tuple[Path, Path, dict[str, Box]], bad_vars: dict[str, object], named: str
+) -> None:
+    work, key, boxes = lab
+    # box2 is never provisioned: it must stay exactly as the installer left it,
+    # and box1 (good vars, same run) must not be touched either.
+    inv = inventory(work, key, boxes, name=f"bad-{named}.yml", extra={"box2": bad_vars})
+    before = {b: snapshot(n) for b, n in zip(("box1", "box2"), BOXES, strict=True)}
+    res = dlsetup("provision", "--host", "all", "-i", str(inv), "--json")
+    assert res.rc == 2, res.stdout + res.stderr
+    doc = res.doc
+    msgs = " ".join(f["msg"] for h in doc["hosts"].values() for f in h["failures"])
+    assert named in msgs
+    assert doc["hosts"]["box2"]["failures"][0]["category"] == "preflight"
+    after = {b: snapshot(n) for b, n in zip(("box1", "box2"), BOXES, strict=True)}
+    assert after == before
+    assert sh(BOXES[1], "test -e /etc/ansible/facts.d && echo yes || echo no").strip() == "no"
+
+
+def test_unreachable_host_exit_3_others_finish(lab: tuple[Path, Path, dict[str, Box]]) -> None:
+    work, key, boxes = lab
+    hosts = {
+        "box1": {"ansible_host": boxes["box1"].address, **nvidia_mirror_vars()},
+        # Nothing listens on port 9 here: the connection is refused at once.
+        "ghost": {"ansible_host": "127.0.0.1", "ansible_port": 9},
+    }
+    inv = write_inventory(work / "unreachable" / "hosts.yml", key, hosts)
+    res = dlsetup("provision", "--host", "all", "-i", str(inv), "--json")
+    assert res.rc == 3, res.stdout + res.stderr
+    doc = res.doc
+    assert doc["hosts"]["ghost"]["unreachable"] is True
+    assert doc["hosts"]["ghost"]["failures"][0]["category"] == "unreachable"
+    assert doc["hosts"]["box1"]["failed"] == 0
+    assert doc["hosts"]["box1"]["ok"] > 0
+    # box1 ran the whole site, not just preflight.
+    assert sh(BOXES[0], "test -x /etc/ansible/facts.d/dl.fact && echo yes").strip() == "yes"
+
+
+def test_unknown_host_is_taken_as_address_and_unreachable(
+    lab: tuple[Path, Path, dict[str, Box]],
+) -> None:
+    work, key, boxes = lab
+    inv = inventory(work, key, {"box1": boxes["box1"]}, name="adhoc.yml")
+    # A loopback address with no sshd behind it: only this machine is ever a target.
+    res = dlsetup("provision", "--host", "127.0.0.9", "-i", str(inv), "--json")
+    assert res.rc == 3, res.stdout + res.stderr
+    assert res.doc["hosts"]["127.0.0.9"]["unreachable"] is True

@@ -1,0 +1,259 @@
+"""Secure Boot, MOK and reboot decisions of the nvidia_driver role
+(roles/nvidia_driver/library/nvidia_driver_state.py).
+
+The inputs are faked at their boundary: a /sys + /proc tree under a temporary
+system root (what a UEFI box with Secure Boot on, a BIOS box, a container
+show) and mokutil's output as recorded from real machines. No GPU, firmware
+or reboot is involved; the decisions and the messages the user reads are.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "roles" / "nvidia_driver" / "library" / "nvidia_driver_state.py"
+
+_spec = importlib.util.spec_from_file_location("nvidia_driver_state", MODULE)
+assert _spec and _spec.loader
+state = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(state)
+
+SB_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+# mokutil's answers (mokutil 0.6 on Debian 12 / Ubuntu 24.04)
+SB_ENABLED = "SecureBoot enabled\n"
+SB_DISABLED = "SecureBoot disabled\n"
+SB_UNSUPPORTED = "EFI variables are not supported on this system\n"
+KEY_ENROLLED = "/var/lib/dlsetup/mok/dlsetup-mok.der is already enrolled\n"
+KEY_PENDING = "/var/lib/dlsetup/mok/dlsetup-mok.der is already in the enrollment request\n"
+KEY_NOT_ENROLLED = "/var/lib/dlsetup/mok/dlsetup-mok.der is not enrolled\n"
+
+
+def uefi(root: Path, secure_boot: int | None) -> Path:
+    """A /sys/firmware/efi tree; secure_boot None: efivars not readable."""
+    efivars = root / "sys" / "firmware" / "efi" / "efivars"
+    efivars.mkdir(parents=True)
+    if secure_boot is not None:
+        # 4 bytes of attributes (NV+BS+RT), then the value
+        (efivars / SB_VAR).write_bytes(b"\x06\x00\x00\x00" + bytes([secure_boot]))
+    return root
+
+
+def modules(root: Path, *names: str, nvidia_version: str | None = None) -> None:
+    (root / "proc").mkdir(parents=True, exist_ok=True)
+    lines = [f"{n} 1234 0 - Live 0x0000000000000000" for n in names]
+    (root / "proc" / "modules").write_text("\n".join(lines) + "\n")
+    if nvidia_version:
+        d = root / "sys" / "module" / "nvidia"
+        d.mkdir(parents=True)
+        (d / "version").write_text(nvidia_version + "\n")
+
+
+# ------------------------------------------------------------------ Secure Boot
+
+
+def test_secure_boot_from_the_efi_variable(tmp_path):
+    assert state.secure_boot(str(uefi(tmp_path / "a", 1)), None) == "enabled"
+    assert state.secure_boot(str(uefi(tmp_path / "b", 0)), None) == "disabled"
+
+
+def test_secure_boot_variable_wins_over_mokutil(tmp_path):
+    assert state.secure_boot(str(uefi(tmp_path, 0)), SB_ENABLED) == "disabled"
+
+
+def test_secure_boot_falls_back_to_mokutil(tmp_path):
+    root = str(uefi(tmp_path, None))
+    assert state.secure_boot(root, SB_ENABLED) == "enabled"
+    assert state.secure_boot(root, SB_DISABLED) == "disabled"
+    assert state.secure_boot(root, None) == "unknown"
+
+
+def test_bios_boot_has_no_secure_boot(tmp_path):
+    assert state.secure_boot(str(tmp_path), SB_UNSUPPORTED) == "unsupported"
+
+
+# ------------------------------------------------------------------ MOK
+
+
+@pytest.mark.parametrize(
+    ("exists", "output", "expected"),
+    [
+        (False, None, "no-key"),
+        (True, KEY_ENROLLED, "enrolled"),
+        (True, KEY_PENDING, "pending"),
+        (True, KEY_NOT_ENROLLED, "not-enrolled"),
+        (True, None, "not-enrolled"),
+    ],
+)
+def test_mok_state(exists, output, expected):
+    assert state.mok_state(exists, output) == expected
+
+
+# ------------------------------------------------------------------ container
+
+
+def test_container_detection(tmp_path):
+    assert state.in_container(str(tmp_path), "docker\n")
+    assert not state.in_container(str(tmp_path), "none\n")
+    (tmp_path / ".dockerenv").write_text("")
+    assert state.in_container(str(tmp_path), None)
+
+
+def test_container_from_pid1_environment(tmp_path):
+    (tmp_path / "proc" / "1").mkdir(parents=True)
+    (tmp_path / "proc" / "1" / "environ").write_bytes(b"PATH=/bin\0container=podman\0")
+    assert state.in_container(str(tmp_path), None)
+
+
+# ------------------------------------------------------------------ reboot reasons
+
+BASE = dict(
+    installed_version="580.95.05",
+    loaded=None,
+    nouveau_loaded=False,
+    nouveau_blacklisted=True,
+    mok="no-key",
+    secure_boot_state="disabled",
+    gpu_count=1,
+)
+
+
+def reasons(**kw):
+    return state.reboot_reasons(**{**BASE, **kw})
+
+
+def test_no_reboot_when_the_installed_module_is_loaded():
+    assert reasons(loaded="580.95.05") == []
+
+
+def test_fresh_install_with_nothing_loaded_needs_no_reboot():
+    # the module can simply be loaded (modprobe) when nothing holds the GPU
+    assert reasons() == []
+
+
+def test_nouveau_holding_the_gpu_needs_a_reboot():
+    assert "nouveau is loaded" in reasons(nouveau_loaded=True)[0]
+    assert reasons(nouveau_loaded=True, nouveau_blacklisted=False) == []
+
+
+def test_old_module_loaded_after_upgrade_needs_a_reboot():
+    (why,) = reasons(loaded="570.172.08")
+    assert "570.172.08" in why and "580.95.05" in why and "mismatch" in why
+
+
+def test_pending_mok_needs_a_reboot_even_without_gpu():
+    (why,) = reasons(mok="pending", gpu_count=0, secure_boot_state="enabled", installed_version="")
+    assert "enrolled at the next boot" in why
+
+
+def test_no_gpu_no_reboot_for_modules():
+    assert reasons(gpu_count=0, nouveau_loaded=True, loaded="1.0") == []
+
+
+# ------------------------------------------------------------------ reboot plan
+
+
+def plan(rs, **kw):
+    args = dict(
+        in_container=False,
+        connection_local=False,
+        allow_reboot_local=False,
+        reboot_enabled=True,
+        mok="enrolled",
+    )
+    args.update(kw)
+    return state.reboot_plan(rs, **args)
+
+
+def test_nothing_to_do():
+    p = plan([])
+    assert p == {"required": False, "action": "none", "reasons": [], "message": ""}
+
+
+def test_remote_host_is_rebooted():
+    p = plan(["x"])
+    assert p["action"] == "reboot" and p["required"]
+
+
+def test_local_host_stops_with_instructions():
+    p = plan(["nouveau is loaded"], connection_local=True)
+    assert p["action"] == "stop" and p["required"]
+    assert "reboot, then run the same command again" in p["message"]
+    assert "--allow-reboot-local" in p["message"]
+
+
+def test_local_host_rebooted_when_allowed():
+    assert plan(["x"], connection_local=True, allow_reboot_local=True)["action"] == "reboot"
+
+
+def test_reboot_off_stops():
+    p = plan(["x"], reboot_enabled=False)
+    assert p["action"] == "stop"
+    assert "nvidia_driver_reboot is off" in p["message"]
+
+
+def test_container_skips_with_reason():
+    p = plan(["x"], in_container=True)
+    assert p["action"] == "skip" and not p["required"]
+    assert "container" in p["message"]
+
+
+def test_pending_mok_never_reboots_unattended():
+    p = plan(["key waits"], mok="pending", allow_reboot_local=True)
+    assert p["action"] == "stop" and p["required"]
+    assert "Enroll the key at the next boot" in p["message"]
+    assert "Enroll MOK" in p["message"] and "nvidia_driver_mok_password" in p["message"]
+
+
+# ------------------------------------------------------------------ whole gather
+
+
+def test_gather_on_a_secure_boot_box_with_a_pending_key(tmp_path):
+    root = uefi(tmp_path, 1)
+    modules(root, "nouveau", "drm")
+    cert = "/var/lib/dlsetup/mok/dlsetup-mok.der"
+    (root / cert.lstrip("/")).parent.mkdir(parents=True)
+    (root / cert.lstrip("/")).write_bytes(b"der")
+    out = state.gather(
+        {
+            "sysroot": str(root),
+            "mok_cert": cert,
+            "state_file": "/var/lib/dlsetup/nvidia_driver.json",
+            "installed_version": "535.261.03",
+            "gpu_count": 1,
+            "connection_local": False,
+        }
+    )
+    assert out["secure_boot"] == "enabled"
+    # under a sysroot mokutil is not asked: a key that exists counts as not enrolled
+    assert out["mok"] == "not-enrolled"
+    assert out["nouveau_loaded"] and out["loaded_version"] is None
+    assert out["reboot"]["action"] == "reboot"
+    assert any("Secure Boot refuses the module" in r for r in out["reboot"]["reasons"])
+    assert out["previous"] == {}
+
+
+def test_gather_reads_the_previous_runs_state(tmp_path):
+    modules(tmp_path, "nvidia", nvidia_version="535.261.03")
+    sf = tmp_path / "var" / "lib" / "dlsetup" / "nvidia_driver.json"
+    sf.parent.mkdir(parents=True)
+    sf.write_text(json.dumps({"mok_enroll_pending": True, "reboot_required": True}))
+    out = state.gather(
+        {
+            "sysroot": str(tmp_path),
+            "mok_cert": "/nope.der",
+            "state_file": "/var/lib/dlsetup/nvidia_driver.json",
+            "installed_version": "535.261.03",
+            "gpu_count": 1,
+            "connection_local": True,
+        }
+    )
+    assert out["previous"]["mok_enroll_pending"] is True
+    assert out["secure_boot"] == "unsupported" and out["mok"] == "no-key"
+    assert out["loaded_version"] == "535.261.03"
+    assert out["reboot"]["action"] == "none"

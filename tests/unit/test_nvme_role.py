@@ -1,0 +1,60 @@
+"""The nvme role's public interface: defaults/main.yml and meta/argument_specs.yml
+agree, and preflight's validator (plugins/action/dlsetup_validate_vars.py) takes
+the documented settings and names a mistyped one."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLE = ROOT / "roles" / "nvme"
+
+
+def validator() -> ModuleType:
+    path = ROOT / "plugins" / "action" / "dlsetup_validate_vars.py"
+    spec = importlib.util.spec_from_file_location("dlsetup_validate_vars", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def specs() -> dict:
+    data = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
+    return data["argument_specs"]["main"]["options"]
+
+
+def test_every_default_is_typed_with_the_same_default():
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    options = specs()
+    for key, value in defaults.items():
+        assert key in options, f"{key} is in defaults/main.yml but not in argument_specs"
+        if value is not None:
+            assert options[key].get("default") == value, key
+
+
+def test_validator_accepts_documented_settings():
+    v = validator()
+    good = {
+        "nvme_apst_max_latency_us": 0,
+        "nvme_io_scheduler": "none",
+        "nvme_firmware_file": "/srv/fw/980pro-5B2QGXB7.bin",
+        "nvme_firmware_device": "/dev/nvme0",
+        "nvme_firmware_version": "5B2QGXB7",
+        "nvme_firmware_slot": 2,
+        "nvme_firmware_action": 1,
+    }
+    assert v.validate(good, v.load_specs(ROOT / "roles", ["nvme"]), {}) == []
+
+
+def test_validator_names_bad_settings():
+    v = validator()
+    bad = {"nvme_apst_latency_us": 0, "nvme_firmware_action": 2, "nvme_io_scheduler": "cfq"}
+    errors = " ".join(v.validate(bad, v.load_specs(ROOT / "roles", ["nvme"]), {}))
+    assert "nvme_apst_latency_us" in errors and "nvme_apst_max_latency_us" in errors
+    assert "nvme_firmware_action" in errors
+    assert "nvme_io_scheduler" in errors
