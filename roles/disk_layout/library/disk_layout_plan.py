@@ -955,6 +955,260 @@ def check_mount(entry, fstab, mounts, refusals, actions):
         actions.append({"action": "mount", **entry, "changes": changes})
 
 
+def _disk_field(sd, key):
+    return f"disk_layout_disks[{sd['index']}].{key}"
+
+
+def _refuse_whole_disk(sd, disk, seen_paths, refusals):
+    """Why this spec disk cannot be planned at all (missing, listed twice, not a
+    whole disk), recorded as a refusal; False when it can."""
+    dev = sd["device"]
+    if not disk["exists"]:
+        why = f"disk {dev} does not exist"
+    elif disk["path"] in seen_paths:
+        why = f"{dev} is the same disk as {seen_paths[disk['path']]} ({disk['path']})"
+    else:
+        seen_paths[disk["path"]] = dev
+        if disk["kind"] in ("disk", "loop"):
+            return False
+        why = f"{dev} ({disk['path']}) is a {disk['kind'] or 'unknown device'}, not a whole disk"
+    refusals.add(why, disk=dev, field=_disk_field(sd, "device"))
+    return True
+
+
+def _windows_partitions(dev, disk):
+    return [
+        {
+            "disk": dev,
+            "device": part["device"],
+            "name": part["name"],
+            "why": part["fstype"] if part["type"] != GPT_MSR else "Microsoft reserved",
+        }
+        for part in disk["partitions"]
+        if part["fstype"] in WINDOWS_FSTYPES or part["type"] == GPT_MSR
+    ]
+
+
+def _table_decision(sd, disk, refusals):
+    """(usable, table to create or None): a table is written only to an empty disk."""
+    dev = sd["device"]
+    why = None
+    if disk["table"] is None:
+        if disk["signature"]:
+            why = (
+                f"{dev} has no partition table but holds {disk['signature']} on the whole "
+                "disk; dlsetup writes a table only to a disk with nothing on it"
+            )
+        elif sd["partitions"] and sd["table"] is None:
+            why = f"{dev} has no partition table; set table: gpt to create one"
+    elif sd["table"] and disk["table"] != sd["table"]:
+        why = (
+            f"{dev} has a {disk['table']} partition table, spec says table: {sd['table']}; "
+            "a table is written only to a disk with none"
+        )
+    if why:
+        refusals.add(why, disk=dev, field=_disk_field(sd, "table"))
+        return False, None
+    return True, (sd["table"] or None) if disk["table"] is None else None
+
+
+def _refuse_missing(spec, dev, how, refusals):
+    """A spec partition not found on the disk: a refusal when it cannot be
+    created; True when it can (name and size given, not NTFS, not preserve)."""
+    ref = {"disk": dev, "partition": spec["display"]}
+    where = spec["where"]
+    if spec["uuid"]:
+        why, field = (
+            f"no partition on {dev} has uuid {spec['uuid']} (a uuid names an existing partition)",
+            f"{where}.uuid",
+        )
+    elif spec["preserve"]:
+        why, field = (
+            f"partition '{spec['display']}' (preserve: true) was not found on {dev} by {how}",
+            where,
+        )
+    elif spec["fstype"] == "ntfs":
+        why, field = (
+            f"partition '{spec['display']}' is missing and dlsetup never "
+            "creates NTFS (Windows does)",
+            f"{where}.fstype",
+        )
+    elif not spec["name"]:
+        why, field = (
+            f"partition '{spec['display']}' is missing; a name is needed to create it",
+            f"{where}.name",
+        )
+    elif re.search(r"[\"':\\]", spec["name"]):
+        why, field = (
+            f"partition '{spec['display']}' is missing and its name cannot be given to "
+            "parted (no quotes, colons or backslashes in a name dlsetup creates)",
+            f"{where}.name",
+        )
+    elif spec["size"] is None and not spec.get("size_invalid"):
+        why, field = (
+            f"partition '{spec['display']}' is missing; a size is needed to create it",
+            f"{where}.size",
+        )
+    else:
+        return spec["size"] is not None
+    refusals.add(why, field=field, **ref)
+    return False
+
+
+def _unmanaged(dev, disk, claimed):
+    keys = ("number", "name", "fstype", "uuid", "label", "partuuid", "size_bytes")
+    return [
+        {"disk": dev, "device": part["device"], **{k: part[k] for k in keys}}
+        for part in disk["partitions"]
+        if part["device"] not in claimed
+    ]
+
+
+class _Plan:
+    """What build_plan accumulates over the spec's disks, in action order."""
+
+    def __init__(self, safe_mode, mount_prefix, data_nofail):
+        self.safe_mode = safe_mode
+        self.mount_prefix = mount_prefix
+        self.data_nofail = data_nofail
+        self.refusals = Refusals()
+        self.notes = []
+        self.disk_actions = []
+        self.partition_actions = []
+        self.mkfs_actions = []
+        self.mount_entries = []
+        self.unmanaged = []
+        self.described = []
+        self.windows = []
+
+    def existing_and_new(self, sd, disk):
+        """Match each spec partition to the disk: plan the found ones, return
+        (the ones to create, {spec where: uuid of the found filesystem}, claimed)."""
+        claimed, to_create, uuids = {}, [], {}
+        for spec in sd["partitions"]:
+            part, how = identify(spec, disk, claimed, self.refusals)
+            if part is not None:
+                spec["found"] = part
+                uuids[spec["where"]] = plan_existing(
+                    spec,
+                    part,
+                    disk,
+                    safe_mode=self.safe_mode,
+                    refusals=self.refusals,
+                    notes=self.notes,
+                    actions=self.mkfs_actions,
+                )
+            elif _refuse_missing(spec, sd["device"], how, self.refusals):
+                to_create.append(spec)
+        return to_create, uuids, claimed
+
+    def create(self, sd, disk, to_create, new_table):
+        dev = sd["device"]
+        table = disk["table"] or new_table
+        if to_create and table != "gpt":
+            self.refusals.add(
+                f"{dev} has a {table} partition table; dlsetup creates partitions only "
+                "on GPT disks",
+                disk=dev,
+                field=_disk_field(sd, "table"),
+            )
+            to_create = []
+        if new_table:
+            self.disk_actions.append(
+                {
+                    "action": "create_table",
+                    "disk": dev,
+                    "device": disk["path"],
+                    "table": new_table,
+                    "with_partitions": bool(to_create),
+                }
+            )
+        placed = place_partitions(disk, to_create, self.refusals, self.partition_actions, table)
+        for spec, device in placed:
+            spec["new_device"] = device
+            if spec["fstype"] and not too_small(spec, spec["new_size"], disk, self.refusals):
+                self.mkfs_actions.append(
+                    mkfs_action(
+                        disk, device, spec, exists=False, force=False, reason="new partition"
+                    )
+                )
+
+    def mounts_of(self, sd, disk, uuids):
+        for spec in sd["partitions"]:
+            if not spec["mount"] or not spec["fstype"]:
+                continue
+            if "found" in spec:
+                device, uuid = spec["found"]["device"], uuids.get(spec["where"])
+            elif "new_device" in spec:
+                device, uuid = spec["new_device"], None
+            else:
+                continue
+            self.mount_entries.append(
+                mount_entry(
+                    spec,
+                    device,
+                    uuid,
+                    prefix=self.mount_prefix,
+                    data_nofail=self.data_nofail,
+                    notes=self.notes,
+                    disk=disk,
+                )
+            )
+
+    def disk(self, sd, facts, seen_paths):
+        dev = sd["device"]
+        disk = read_disk(facts.get(dev) or {"device": dev})
+        disk["device"] = dev
+        self.described.append(disk)
+        if _refuse_whole_disk(sd, disk, seen_paths, self.refusals):
+            return
+        self.windows.extend(_windows_partitions(dev, disk))
+        usable, new_table = _table_decision(sd, disk, self.refusals)
+        if not usable:
+            return
+        to_create, uuids, claimed = self.existing_and_new(sd, disk)
+        self.unmanaged.extend(_unmanaged(dev, disk, claimed))
+        self.create(sd, disk, to_create, new_table)
+        self.mounts_of(sd, disk, uuids)
+
+    def mount_actions(self, fstab, mounts):
+        self.mount_entries.sort(key=lambda m: (_depth(m["spec_path"]), m["spec_path"]))
+        actions = []
+        for entry in self.mount_entries:
+            check_mount(entry, fstab, mounts, self.refusals, actions)
+        by_uuid = {}
+        for entry in self.mount_entries:
+            if entry["uuid"]:
+                by_uuid.setdefault(entry["uuid"], []).append(entry["path"])
+        for uuid, paths in by_uuid.items():
+            if len(paths) > 1:
+                self.refusals.add(
+                    f"UUID {uuid} would be mounted at {', '.join(paths)}; filesystem UUIDs "
+                    "must be unique to mount by UUID",
+                    field="mount",
+                )
+        return actions
+
+    def result(self, mount_actions):
+        actions = self.disk_actions + self.partition_actions + self.mkfs_actions + mount_actions
+        plan = {
+            "safe_mode": self.safe_mode,
+            "actions": actions,
+            "mounts": self.mount_entries,
+            "unmanaged": self.unmanaged,
+            "refusals": self.refusals.items,
+            "notes": self.notes,
+            "disks": [describe(d) for d in self.described],
+            "windows": {"present": bool(self.windows), "partitions": self.windows},
+            "summary": {
+                kind: sum(1 for a in actions if a["action"] == kind)
+                for kind in ("create_table", "create_partition", "mkfs", "mount")
+            },
+        }
+        plan["report"] = render_report(plan)
+        return plan
+
+
 def build_plan(
     disks,
     facts,
@@ -970,248 +1224,17 @@ def build_plan(
     disks      the spec (disk_layout_disks)
     facts      {spec device: gather_disk_facts(...) output}
     fstab_text the fstab's content; mounts_text: /proc/self/mounts' content
+
+    Phases, per disk of the spec: the whole disk (exists, once, a disk), Windows
+    found, the partition table, existing partitions matched and planned, new
+    ones placed and formatted, mounts; then the mounts checked against fstab
+    and /proc/self/mounts for all disks together.
     """
-    refusals = Refusals()
-    notes = []
-    spec_disks = normalise_spec(disks, refusals)
-    fstab = parse_fstab(fstab_text)
-    mounts = parse_mounts(mounts_text)
-
-    disk_actions = []
-    partition_actions = []
-    mkfs_actions = []
-    mount_entries = []
-    unmanaged = []
-    described = []
-    windows = []
+    plan = _Plan(safe_mode, mount_prefix, data_nofail)
     seen_paths = {}
-
-    for sd in spec_disks:
-        disk = read_disk(facts.get(sd["device"]) or {"device": sd["device"]})
-        disk["device"] = sd["device"]
-        described.append(disk)
-        dev = sd["device"]
-        if not disk["exists"]:
-            refusals.add(
-                f"disk {dev} does not exist",
-                disk=dev,
-                field=f"disk_layout_disks[{sd['index']}].device",
-            )
-            continue
-        if disk["path"] in seen_paths:
-            refusals.add(
-                f"{dev} is the same disk as {seen_paths[disk['path']]} ({disk['path']})",
-                disk=dev,
-                field=f"disk_layout_disks[{sd['index']}].device",
-            )
-            continue
-        seen_paths[disk["path"]] = dev
-        if disk["kind"] not in ("disk", "loop"):
-            refusals.add(
-                f"{dev} ({disk['path']}) is a {disk['kind'] or 'unknown device'}, not a whole disk",
-                disk=dev,
-                field=f"disk_layout_disks[{sd['index']}].device",
-            )
-            continue
-
-        for part in disk["partitions"]:
-            if part["fstype"] in WINDOWS_FSTYPES or part["type"] == GPT_MSR:
-                windows.append(
-                    {
-                        "disk": dev,
-                        "device": part["device"],
-                        "name": part["name"],
-                        "why": part["fstype"] if part["type"] != GPT_MSR else "Microsoft reserved",
-                    }
-                )
-
-        new_table = None
-        if disk["table"] is None:
-            if disk["signature"]:
-                refusals.add(
-                    f"{dev} has no partition table but holds {disk['signature']} on the whole "
-                    "disk; dlsetup writes a table only to a disk with nothing on it",
-                    disk=dev,
-                    field=f"disk_layout_disks[{sd['index']}].table",
-                )
-                continue
-            if sd["partitions"] and sd["table"] is None:
-                refusals.add(
-                    f"{dev} has no partition table; set table: gpt to create one",
-                    disk=dev,
-                    field=f"disk_layout_disks[{sd['index']}].table",
-                )
-                continue
-            if sd["table"]:
-                new_table = sd["table"]
-        elif sd["table"] and disk["table"] != sd["table"]:
-            refusals.add(
-                f"{dev} has a {disk['table']} partition table, spec says table: {sd['table']}; "
-                "a table is written only to a disk with none",
-                disk=dev,
-                field=f"disk_layout_disks[{sd['index']}].table",
-            )
-            continue
-
-        claimed = {}
-        to_create = []
-        uuids = {}
-        for spec in sd["partitions"]:
-            part, how = identify(spec, disk, claimed, refusals)
-            ref = {"disk": dev, "partition": spec["display"]}
-            if part is not None:
-                spec["found"] = part
-                uuids[spec["where"]] = plan_existing(
-                    spec,
-                    part,
-                    disk,
-                    safe_mode=safe_mode,
-                    refusals=refusals,
-                    notes=notes,
-                    actions=mkfs_actions,
-                )
-                continue
-            if spec["uuid"]:
-                refusals.add(
-                    f"no partition on {dev} has uuid {spec['uuid']} (a uuid names an "
-                    "existing partition)",
-                    field=f"{spec['where']}.uuid",
-                    **ref,
-                )
-            elif spec["preserve"]:
-                refusals.add(
-                    f"partition '{spec['display']}' (preserve: true) was not found on "
-                    f"{dev} by {how}",
-                    field=spec["where"],
-                    **ref,
-                )
-            elif spec["fstype"] == "ntfs":
-                refusals.add(
-                    f"partition '{spec['display']}' is missing and dlsetup never "
-                    "creates NTFS (Windows does)",
-                    field=f"{spec['where']}.fstype",
-                    **ref,
-                )
-            elif not spec["name"]:
-                refusals.add(
-                    f"partition '{spec['display']}' is missing; a name is needed to create it",
-                    field=f"{spec['where']}.name",
-                    **ref,
-                )
-            elif re.search(r"[\"':\\]", spec["name"]):
-                refusals.add(
-                    f"partition '{spec['display']}' is missing and its name cannot be given to "
-                    "parted (no quotes, colons or backslashes in a name dlsetup creates)",
-                    field=f"{spec['where']}.name",
-                    **ref,
-                )
-            elif spec["size"] is None and not spec.get("size_invalid"):
-                refusals.add(
-                    f"partition '{spec['display']}' is missing; a size is needed to create it",
-                    field=f"{spec['where']}.size",
-                    **ref,
-                )
-            elif spec["size"] is not None:
-                to_create.append(spec)
-
-        for part in disk["partitions"]:
-            if part["device"] not in claimed:
-                unmanaged.append(
-                    {
-                        "disk": dev,
-                        "device": part["device"],
-                        "number": part["number"],
-                        "name": part["name"],
-                        "fstype": part["fstype"],
-                        "uuid": part["uuid"],
-                        "label": part["label"],
-                        "partuuid": part["partuuid"],
-                        "size_bytes": part["size_bytes"],
-                    }
-                )
-
-        table = disk["table"] or new_table
-        if to_create and table != "gpt":
-            refusals.add(
-                f"{dev} has a {table} partition table; dlsetup creates partitions only "
-                "on GPT disks",
-                disk=dev,
-                field=f"disk_layout_disks[{sd['index']}].table",
-            )
-            to_create = []
-        if new_table:
-            disk_actions.append(
-                {
-                    "action": "create_table",
-                    "disk": dev,
-                    "device": disk["path"],
-                    "table": new_table,
-                    "with_partitions": bool(to_create),
-                }
-            )
-        for spec, device in place_partitions(disk, to_create, refusals, partition_actions, table):
-            spec["new_device"] = device
-            if spec["fstype"] and not too_small(spec, spec["new_size"], disk, refusals):
-                mkfs_actions.append(
-                    mkfs_action(
-                        disk, device, spec, exists=False, force=False, reason="new partition"
-                    )
-                )
-
-        for spec in sd["partitions"]:
-            if not spec["mount"] or not spec["fstype"]:
-                continue
-            if "found" in spec:
-                device, uuid = spec["found"]["device"], uuids.get(spec["where"])
-            elif "new_device" in spec:
-                device, uuid = spec["new_device"], None
-            else:
-                continue
-            mount_entries.append(
-                mount_entry(
-                    spec,
-                    device,
-                    uuid,
-                    prefix=mount_prefix,
-                    data_nofail=data_nofail,
-                    notes=notes,
-                    disk=disk,
-                )
-            )
-
-    mount_entries.sort(key=lambda m: (_depth(m["spec_path"]), m["spec_path"]))
-    mount_actions = []
-    for entry in mount_entries:
-        check_mount(entry, fstab, mounts, refusals, mount_actions)
-    by_uuid = {}
-    for entry in mount_entries:
-        if entry["uuid"]:
-            by_uuid.setdefault(entry["uuid"], []).append(entry["path"])
-    for uuid, paths in by_uuid.items():
-        if len(paths) > 1:
-            refusals.add(
-                f"UUID {uuid} would be mounted at {', '.join(paths)}; filesystem UUIDs "
-                "must be unique to mount by UUID",
-                field="mount",
-            )
-
-    actions = disk_actions + partition_actions + mkfs_actions + mount_actions
-    plan = {
-        "safe_mode": safe_mode,
-        "actions": actions,
-        "mounts": mount_entries,
-        "unmanaged": unmanaged,
-        "refusals": refusals.items,
-        "notes": notes,
-        "disks": [describe(d) for d in described],
-        "windows": {"present": bool(windows), "partitions": windows},
-        "summary": {
-            kind: sum(1 for a in actions if a["action"] == kind)
-            for kind in ("create_table", "create_partition", "mkfs", "mount")
-        },
-    }
-    plan["report"] = render_report(plan)
-    return plan
+    for sd in normalise_spec(disks, plan.refusals):
+        plan.disk(sd, facts, seen_paths)
+    return plan.result(plan.mount_actions(parse_fstab(fstab_text), parse_mounts(mounts_text)))
 
 
 def describe(disk):
