@@ -93,7 +93,10 @@ def test_cuda_table_matches_nvidia_table_3():
     assert compat._vs(cuda["13.0"].min_driver) == "580.65.06"
     assert "12.7" not in cuda  # never released
     versions = load().cuda_versions()
-    assert versions[0] == "10.0" and versions[-1].startswith("13.")
+    assert versions[0] == "8.0" and versions[-1].startswith("13.")
+    assert compat._vs(cuda["8.0"].last_update_min_driver) == "375.26"
+    assert compat._vs(cuda["9.0"].min_driver) == "384.81"
+    assert compat._vs(cuda["9.2"].min_driver) == "396.26"
     floors = load().minor_compat_floor
     assert compat._vs(floors[11]) == "450.80.02"
     assert compat._vs(floors[12]) == "525.60.13"
