@@ -382,3 +382,44 @@ def test_report_lists_unmanaged_and_refusals(pristine, spec):
 def test_names_parted_cannot_take_are_refused_for_new_partitions(pristine, spec):
     spec[2]["partitions"][1]["name"] = 'my "cache"'
     assert "cannot be given to parted" in refused(plan(spec, pristine))
+
+
+WHERE = "disk_layout_disks[0].partitions[0]"
+
+
+@pytest.mark.parametrize(
+    ("part", "field", "words"),
+    [
+        ({"name": "d", "colour": "red"}, "colour", "unknown key 'colour'"),
+        ({"name": 7}, "name", "name must be a string"),
+        ({"name": "d", "preserve": "yes"}, "preserve", "must be true or false"),
+        ({"size": "1GiB"}, "name", "needs a name (its GPT name), a uuid or an fs_label"),
+        ({"name": "n" * 37}, "name", "at most 36 characters"),
+        ({"name": "d", "size": "lots"}, "size", "size 'lots' is not valid"),
+        ({"name": "d", "fstype": "zfs"}, "fstype", "fstype 'zfs' is not supported"),
+        ({"name": "d", "fs_label": "my data"}, "fs_label", "no whitespace"),
+        ({"name": "d", "fstype": "vfat", "fs_label": "L" * 12}, "fs_label", "too long for vfat"),
+        ({"name": "d", "fstype": "ext4", "mount": "data"}, "mount", "absolute path"),
+        ({"name": "d", "mount": "/data"}, "fstype", "a mount needs an fstype"),
+        ({"name": "d", "fstype": "ext4", "mount_options": "a, b"}, "mount_options", "comma"),
+        ({"name": "d", "mount_state": "maybe"}, "mount_state", "mount_state must be one of"),
+        ({"name": "d", "preserve": True, "wipe": True}, "wipe", "contradict"),
+    ],
+)
+def test_each_partition_setting_is_checked_naming_its_field(part, field, words):
+    refusals = plan_module.Refusals()
+    plan_module.normalise_partition(part, "/dev/disk/by-id/x", WHERE, refusals)
+    got = [(r["field"], r["msg"]) for r in refusals.items]
+    assert any(f == f"{WHERE}.{field}" and words in m for f, m in got), got
+
+
+def test_a_good_partition_entry_is_normalised_without_refusals():
+    refusals = plan_module.Refusals()
+    norm = plan_module.normalise_partition(
+        {"name": "data", "size": "100%", "fstype": "ext4", "mount": "/data/", "fs_label": "data"},
+        "/dev/disk/by-id/x",
+        WHERE,
+        refusals,
+    )
+    assert refusals.items == []
+    assert norm["mount"] == "/data" and norm["size"] is not None and norm["display"] == "data"

@@ -488,36 +488,88 @@ def normalise_spec(disks, refusals):
     return result
 
 
+_STRING_KEYS = ("name", "uuid", "fs_label", "fstype", "mount", "mount_options", "mount_state")
+
+
+def _type_problems(part):
+    """(key, message) for unknown keys and values of the wrong type."""
+    for key in sorted(set(part) - PARTITION_KEYS):
+        yield key, f"unknown key '{key}' (known: {', '.join(sorted(PARTITION_KEYS))})"
+    for key in _STRING_KEYS:
+        if part.get(key) is not None and not isinstance(part.get(key), str):
+            yield key, f"{key} must be a string"
+    for key in ("preserve", "wipe"):
+        if part.get(key) is not None and not isinstance(part.get(key), bool):
+            yield key, f"{key} must be true or false"
+
+
+def _label_problems(label, fstype):
+    if label is None:
+        return
+    if not label or re.search(r"\s", label):
+        yield "fs_label", f"fs_label '{label}' must be non-empty and contain no whitespace"
+    elif fstype in MKFS_LABEL and len(label) > MKFS_LABEL[fstype][1]:
+        yield (
+            "fs_label",
+            f"fs_label '{label}' is too long for {fstype} "
+            f"(at most {MKFS_LABEL[fstype][1]} characters)",
+        )
+
+
+def _mount_problems(norm):
+    mount = norm["mount"]
+    if mount is not None:
+        if not mount.startswith("/") or re.search(r"\s", mount):
+            yield "mount", f"mount '{mount}' must be an absolute path without whitespace"
+        if norm["fstype"] is None:
+            yield "fstype", "a partition with a mount needs an fstype"
+    options = norm["mount_options"]
+    if options is not None and (not options or re.search(r"\s", options)):
+        yield "mount_options", "mount_options must be a comma-separated list without spaces"
+    if norm["mount_state"] is not None and norm["mount_state"] not in MOUNT_STATES:
+        yield "mount_state", f"mount_state must be one of {', '.join(sorted(MOUNT_STATES))}"
+
+
+def _value_problems(norm, part):
+    """(key, message) for values that are typed right but not usable, in the
+    order a user reads the entry; parses the size into norm on the way."""
+    if not (norm["name"] or norm["uuid"] or norm["fs_label"]):
+        yield "name", "a partition needs a name (its GPT name), a uuid or an fs_label"
+    if norm["name"] is not None and len(norm["name"]) > 36:
+        yield "name", "a GPT partition name has at most 36 characters"
+    if part.get("size") is not None:
+        try:
+            norm["size"] = parse_size(part["size"])
+        except ValueError as exc:
+            norm["size_invalid"] = True
+            yield (
+                "size",
+                f"size '{part['size']}' is not valid ({exc}); use a number with MiB, GiB or "
+                "TiB (512MiB, 1.5TiB) or a percentage of the free space (100%)",
+            )
+    fstype = norm["fstype"]
+    if fstype is not None and fstype not in FSTYPES:
+        yield "fstype", f"fstype '{fstype}' is not supported ({', '.join(sorted(FSTYPES))})"
+    yield from _label_problems(norm["fs_label"], fstype)
+    yield from _mount_problems(norm)
+    if norm["preserve"] and norm["wipe"]:
+        yield "wipe", "preserve and wipe contradict each other"
+
+
 def normalise_partition(part, device, where, refusals):
     if not isinstance(part, dict):
         refusals.add("each partition must be a mapping", disk=device, field=where)
         return None
     display = part.get("name") or part.get("fs_label") or part.get("uuid") or where
-    ok = True
-    for key in sorted(set(part) - PARTITION_KEYS):
-        refusals.add(
-            f"unknown key '{key}' (known: {', '.join(sorted(PARTITION_KEYS))})",
-            disk=device,
-            partition=display,
-            field=f"{where}.{key}",
-        )
-        ok = False
-    for key in ("name", "uuid", "fs_label", "fstype", "mount", "mount_options", "mount_state"):
-        if part.get(key) is not None and not isinstance(part.get(key), str):
-            refusals.add(
-                f"{key} must be a string", disk=device, partition=display, field=f"{where}.{key}"
-            )
-            ok = False
-    for key in ("preserve", "wipe"):
-        if part.get(key) is not None and not isinstance(part.get(key), bool):
-            refusals.add(
-                f"{key} must be true or false",
-                disk=device,
-                partition=display,
-                field=f"{where}.{key}",
-            )
-            ok = False
-    if not ok:
+
+    def refuse(problems):
+        found = False
+        for key, msg in problems:
+            refusals.add(msg, disk=device, partition=display, field=f"{where}.{key}")
+            found = True
+        return found
+
+    if refuse(_type_problems(part)):
         return None
     norm = {
         "where": where,
@@ -534,97 +586,9 @@ def normalise_partition(part, device, where, refusals):
         "preserve": bool(part.get("preserve")),
         "wipe": bool(part.get("wipe")),
     }
-    if not (norm["name"] or norm["uuid"] or norm["fs_label"]):
-        refusals.add(
-            "a partition needs a name (its GPT name), a uuid or an fs_label",
-            disk=device,
-            partition=display,
-            field=f"{where}.name",
-        )
-    if norm["name"] is not None and len(norm["name"]) > 36:
-        refusals.add(
-            "a GPT partition name has at most 36 characters",
-            disk=device,
-            partition=display,
-            field=f"{where}.name",
-        )
-    if part.get("size") is not None:
-        try:
-            norm["size"] = parse_size(part["size"])
-        except ValueError as exc:
-            norm["size_invalid"] = True
-            refusals.add(
-                f"size '{part['size']}' is not valid ({exc}); use a number with MiB, GiB or "
-                "TiB (512MiB, 1.5TiB) or a percentage of the free space (100%)",
-                disk=device,
-                partition=display,
-                field=f"{where}.size",
-            )
-    fstype = norm["fstype"]
-    if fstype is not None and fstype not in FSTYPES:
-        refusals.add(
-            f"fstype '{fstype}' is not supported ({', '.join(sorted(FSTYPES))})",
-            disk=device,
-            partition=display,
-            field=f"{where}.fstype",
-        )
-    label = norm["fs_label"]
-    if label is not None:
-        if not label or re.search(r"\s", label):
-            refusals.add(
-                f"fs_label '{label}' must be non-empty and contain no whitespace",
-                disk=device,
-                partition=display,
-                field=f"{where}.fs_label",
-            )
-        elif fstype in MKFS_LABEL and len(label) > MKFS_LABEL[fstype][1]:
-            refusals.add(
-                f"fs_label '{label}' is too long for {fstype} "
-                f"(at most {MKFS_LABEL[fstype][1]} characters)",
-                disk=device,
-                partition=display,
-                field=f"{where}.fs_label",
-            )
-    mount = norm["mount"]
-    if mount is not None:
-        if not mount.startswith("/") or re.search(r"\s", mount):
-            refusals.add(
-                f"mount '{mount}' must be an absolute path without whitespace",
-                disk=device,
-                partition=display,
-                field=f"{where}.mount",
-            )
-        if fstype is None:
-            refusals.add(
-                "a partition with a mount needs an fstype",
-                disk=device,
-                partition=display,
-                field=f"{where}.fstype",
-            )
-        norm["mount"] = "/" + mount.strip("/") if mount != "/" else "/"
-    if norm["mount_options"] is not None and (
-        not norm["mount_options"] or re.search(r"\s", norm["mount_options"])
-    ):
-        refusals.add(
-            "mount_options must be a comma-separated list without spaces",
-            disk=device,
-            partition=display,
-            field=f"{where}.mount_options",
-        )
-    if norm["mount_state"] is not None and norm["mount_state"] not in MOUNT_STATES:
-        refusals.add(
-            f"mount_state must be one of {', '.join(sorted(MOUNT_STATES))}",
-            disk=device,
-            partition=display,
-            field=f"{where}.mount_state",
-        )
-    if norm["preserve"] and norm["wipe"]:
-        refusals.add(
-            "preserve and wipe contradict each other",
-            disk=device,
-            partition=display,
-            field=f"{where}.wipe",
-        )
+    refuse(_value_problems(norm, part))
+    if norm["mount"] is not None:
+        norm["mount"] = "/" + norm["mount"].strip("/") if norm["mount"] != "/" else "/"
     return norm
 
 
