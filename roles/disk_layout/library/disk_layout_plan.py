@@ -642,6 +642,81 @@ def mkfs_opts(fstype, label):
     return None
 
 
+def _keep_refusal(spec, part, wanted):
+    """(message, field) when this partition may never be formatted to `wanted`:
+    preserve: true, NTFS asked for, or Windows / a protected type on it."""
+    current = part["fstype"]
+    current_text = current or "no filesystem"
+    fstype_field = f"{spec['where']}.fstype"
+    if spec["preserve"]:
+        return (
+            f"{part['device']} holds {current_text}, spec says {wanted} with preserve: true; "
+            "a preserved partition is never formatted",
+            fstype_field,
+        )
+    if wanted == "ntfs":
+        return (
+            f"{part['device']} holds {current_text}, spec says ntfs; dlsetup never "
+            "creates NTFS (Windows does)",
+            fstype_field,
+        )
+    protected = None
+    if current in WINDOWS_FSTYPES:
+        protected = f"it holds {current} (Windows)"
+    elif part["type"] in PROTECTED_TYPES:
+        protected = f"it is a {PROTECTED_TYPES[part['type']]} partition"
+    if protected:
+        return (
+            f"{part['device']} holds {current_text}, spec says {wanted}; {protected} and is "
+            "never formatted, not even with wipe: true and disk_layout_safe_mode: false",
+            fstype_field,
+        )
+    return None
+
+
+def _wipe_refusal(spec, part, wanted, safe_mode):
+    """(message, field) when a filesystem would have to be wiped and may not be:
+    wipe not asked for, safe mode on, or the partition is mounted."""
+    current = part["fstype"]
+    if not spec["wipe"] or safe_mode:
+        why = (
+            "disk_layout_safe_mode is on"
+            if spec["wipe"]
+            else "set wipe: true on this partition and disk_layout_safe_mode: false to reformat it"
+        )
+        return (
+            f"{part['device']} holds {current}, spec says {wanted}; refusing to reformat ({why})",
+            f"{spec['where']}.fstype",
+        )
+    if part["mountpoints"]:
+        return (
+            f"{part['device']} holds {current} and is mounted at "
+            f"{', '.join(part['mountpoints'])}; unmount it before wiping",
+            f"{spec['where']}.wipe",
+        )
+    return None
+
+
+def _size_note(spec, part, disk):
+    """A size that differs is reported, never acted on: partitions are not resized."""
+    if spec["size"] and spec["size"][0] == "bytes" and spec["size"][1] != part["size_bytes"]:
+        return (
+            f"{disk['device']} '{spec['display']}': size is {human(part['size_bytes'])}, "
+            f"spec says {human(spec['size'][1])}; partitions are never resized"
+        )
+    return None
+
+
+def _label_note(spec, part, disk):
+    """A label that differs on the wanted filesystem is reported, never changed."""
+    if spec["fs_label"] and part["label"] != spec["fs_label"] and spec["uuid"] is None:
+        return (
+            f"{disk['device']} '{spec['display']}': filesystem label is "
+            f"'{part['label']}', spec says '{spec['fs_label']}'; labels are not changed"
+        )
+    return None
+
+
 def plan_existing(spec, part, disk, *, safe_mode, refusals, notes, actions):
     """Decide about a partition that exists. Returns the UUID to mount by (None: pending)."""
     ref = {"disk": disk["device"], "partition": spec["display"]}
@@ -653,13 +728,9 @@ def plan_existing(spec, part, disk, *, safe_mode, refusals, notes, actions):
             **ref,
         )
         return None
-    current = part["fstype"]
-    wanted = spec["fstype"]
-    if spec["size"] and spec["size"][0] == "bytes" and spec["size"][1] != part["size_bytes"]:
-        notes.append(
-            f"{disk['device']} '{spec['display']}': size is {human(part['size_bytes'])}, "
-            f"spec says {human(spec['size'][1])}; partitions are never resized"
-        )
+    size_note = _size_note(spec, part, disk)
+    if size_note:
+        notes.append(size_note)
     if part["ambivalent"]:
         refusals.add(
             f"{part['device']} carries more than one filesystem signature "
@@ -668,89 +739,33 @@ def plan_existing(spec, part, disk, *, safe_mode, refusals, notes, actions):
             **ref,
         )
         return None
+    wanted = spec["fstype"]
     if wanted is None:
         return None
-    protected = None
-    if current in WINDOWS_FSTYPES:
-        protected = f"it holds {current} (Windows)"
-    elif part["type"] in PROTECTED_TYPES:
-        protected = f"it is a {PROTECTED_TYPES[part['type']]} partition"
-    if current == wanted:
-        if spec["fs_label"] and part["label"] != spec["fs_label"] and spec["uuid"] is None:
-            notes.append(
-                f"{disk['device']} '{spec['display']}': filesystem label is "
-                f"'{part['label']}', spec says '{spec['fs_label']}'; labels are not changed"
-            )
+    if part["fstype"] == wanted:
+        label_note = _label_note(spec, part, disk)
+        if label_note:
+            notes.append(label_note)
         return part["uuid"]
-    current_text = current or "no filesystem"
-    if spec["preserve"]:
-        refusals.add(
-            f"{part['device']} holds {current_text}, spec says {wanted} with preserve: true; "
-            "a preserved partition is never formatted",
-            field=f"{spec['where']}.fstype",
-            **ref,
-        )
-        return None
-    if wanted == "ntfs":
-        refusals.add(
-            f"{part['device']} holds {current_text}, spec says ntfs; dlsetup never "
-            "creates NTFS (Windows does)",
-            field=f"{spec['where']}.fstype",
-            **ref,
-        )
-        return None
-    if protected:
-        refusals.add(
-            f"{part['device']} holds {current_text}, spec says {wanted}; {protected} and is "
-            "never formatted, not even with wipe: true and disk_layout_safe_mode: false",
-            field=f"{spec['where']}.fstype",
-            **ref,
-        )
-        return None
-    if current is None:
-        if too_small(spec, part["size_bytes"], disk, refusals):
-            return None
-        actions.append(
-            mkfs_action(
-                disk,
-                part["device"],
-                spec,
-                exists=True,
-                force=False,
-                reason="partition has no filesystem",
-            )
-        )
-        return None
-    if not spec["wipe"] or safe_mode:
-        why = (
-            "disk_layout_safe_mode is on"
-            if spec["wipe"]
-            else "set wipe: true on this partition and disk_layout_safe_mode: false to reformat it"
-        )
-        refusals.add(
-            f"{part['device']} holds {current}, spec says {wanted}; refusing to reformat ({why})",
-            field=f"{spec['where']}.fstype",
-            **ref,
-        )
-        return None
-    if part["mountpoints"]:
-        refusals.add(
-            f"{part['device']} holds {current} and is mounted at "
-            f"{', '.join(part['mountpoints'])}; unmount it before wiping",
-            field=f"{spec['where']}.wipe",
-            **ref,
-        )
+    refusal = _keep_refusal(spec, part, wanted)
+    if refusal is None and part["fstype"] is not None:
+        refusal = _wipe_refusal(spec, part, wanted, safe_mode)
+    if refusal is not None:
+        refusals.add(refusal[0], field=refusal[1], **ref)
         return None
     if too_small(spec, part["size_bytes"], disk, refusals):
         return None
+    exists_fs = part["fstype"] is not None
     actions.append(
         mkfs_action(
             disk,
             part["device"],
             spec,
             exists=True,
-            force=True,
-            reason=f"wipe: {current} -> {wanted}",
+            force=exists_fs,
+            reason=f"wipe: {part['fstype']} -> {wanted}"
+            if exists_fs
+            else "partition has no filesystem",
         )
     )
     return None
