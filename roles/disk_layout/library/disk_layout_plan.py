@@ -297,6 +297,50 @@ def partition_device(disk_path, number):
     return f"{disk_path}{sep}{number}"
 
 
+def _sfdisk_entries(disk, sfdisk):
+    """Partition entries and the disk's geometry from sfdisk --json (sets them on disk)."""
+    disk["table"] = sfdisk.get("label") or disk["table"]
+    disk["ptuuid"] = _lower(sfdisk.get("id")) or disk["ptuuid"]
+    disk["first_lba"] = sfdisk.get("firstlba")
+    disk["last_lba"] = sfdisk.get("lastlba")
+    disk["sector_size"] = sfdisk.get("sectorsize") or disk["sector_size"]
+    disk["geometry_from"] = "sfdisk"
+    return [
+        {
+            "node": part.get("node"),
+            "start": int(part.get("start", 0)),
+            "sectors": int(part.get("size", 0)),
+            "type": _lower(part.get("type")),
+            "partuuid": _lower(part.get("uuid")),
+            "name": part.get("name"),
+        }
+        for part in sfdisk.get("partitions") or []
+    ]
+
+
+def _blkid_entries(disk, blkid):
+    """No sfdisk on the target: blkid knows the entries (in 512-byte units); the
+    usable area is then the standard one for the table type."""
+    disk["geometry_from"] = "blkid"
+    sector = disk["sector_size"]
+    entries = []
+    for node in sorted(blkid):
+        info = parse_blkid_export(blkid[node].get("out"))
+        if "PART_ENTRY_OFFSET" not in info:
+            continue
+        entries.append(
+            {
+                "node": node,
+                "start": int(info["PART_ENTRY_OFFSET"]) * 512 // sector,
+                "sectors": int(info.get("PART_ENTRY_SIZE", 0)) * 512 // sector,
+                "type": _lower(info.get("PART_ENTRY_TYPE")),
+                "partuuid": _lower(info.get("PART_ENTRY_UUID")),
+                "name": info.get("PART_ENTRY_NAME"),
+            }
+        )
+    return entries
+
+
 def read_disk(facts):
     """Turn the recorded outputs for one disk into a plain description."""
     disk = {
@@ -330,47 +374,14 @@ def read_disk(facts):
     if whole.get("TYPE"):
         disk["signature"] = whole["TYPE"]
 
-    sector = disk["sector_size"]
     blkid = facts.get("blkid") or {}
     sfdisk = (facts.get("sfdisk") or {}).get("partitiontable")
     entries = []
     if sfdisk:
-        disk["table"] = sfdisk.get("label") or disk["table"]
-        disk["ptuuid"] = _lower(sfdisk.get("id")) or disk["ptuuid"]
-        disk["first_lba"] = sfdisk.get("firstlba")
-        disk["last_lba"] = sfdisk.get("lastlba")
-        sector = sfdisk.get("sectorsize") or sector
-        disk["sector_size"] = sector
-        disk["geometry_from"] = "sfdisk"
-        for part in sfdisk.get("partitions") or []:
-            entries.append(
-                {
-                    "node": part.get("node"),
-                    "start": int(part.get("start", 0)),
-                    "sectors": int(part.get("size", 0)),
-                    "type": _lower(part.get("type")),
-                    "partuuid": _lower(part.get("uuid")),
-                    "name": part.get("name"),
-                }
-            )
+        entries = _sfdisk_entries(disk, sfdisk)
     elif disk["table"]:
-        # No sfdisk on the target: blkid knows the entries (in 512-byte units),
-        # the usable area is the standard one for the table type.
-        disk["geometry_from"] = "blkid"
-        for node in sorted(blkid):
-            info = parse_blkid_export(blkid[node].get("out"))
-            if "PART_ENTRY_OFFSET" not in info:
-                continue
-            entries.append(
-                {
-                    "node": node,
-                    "start": int(info["PART_ENTRY_OFFSET"]) * 512 // sector,
-                    "sectors": int(info.get("PART_ENTRY_SIZE", 0)) * 512 // sector,
-                    "type": _lower(info.get("PART_ENTRY_TYPE")),
-                    "partuuid": _lower(info.get("PART_ENTRY_UUID")),
-                    "name": info.get("PART_ENTRY_NAME"),
-                }
-            )
+        entries = _blkid_entries(disk, blkid)
+    sector = disk["sector_size"]
     if disk["size_bytes"] and disk["first_lba"] is None:
         total = disk["size_bytes"] // sector
         # GPT: 1 protective MBR + header + 32 sectors of entries at each end.
