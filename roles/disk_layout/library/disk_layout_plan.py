@@ -1257,77 +1257,76 @@ def describe(disk):
     }
 
 
+def _disk_lines(disk, unmanaged):
+    if not disk["exists"]:
+        return [f"{disk['device']}: not found"]
+    alias = f" -> {disk['path']}" if disk["path"] != disk["device"] else ""
+    lines = [
+        f"{disk['device']}{alias}: {human(disk['size_bytes'])}, "
+        f"table {disk['table'] or 'none'}, "
+        f"{len(disk['partitions'])} partition(s), "
+        f"{human(sum(e['sectors'] for e in disk['free']) * disk['sector_size'])} free"
+    ]
+    for p in disk["partitions"]:
+        what = "unmanaged (not in the spec, left untouched)" if p["device"] in unmanaged else "keep"
+        lines.append(
+            f"  {p['device']:<16} #{p['number']:<3} {p['name'] or '-':<30} "
+            f"{human(p['size_bytes']):>9}  {p['fstype'] or '-':<9} {what}"
+        )
+    return lines
+
+
+def _action_line(a):
+    if a["action"] == "create_table":
+        return f"  create {a['table']} partition table on {a['device']}"
+    if a["action"] == "create_partition":
+        return (
+            f"  create partition #{a['number']} '{a['name']}' on {a['device']}: "
+            f"sectors {a['start']}-{a['end']} ({human(a['size_bytes'])})"
+            + (f" flags {','.join(a['flags'])}" if a["flags"] else "")
+        )
+    if a["action"] == "mkfs":
+        return (
+            f"  format {a['device']} as {a['fstype']}"
+            + (f" label {a['label']}" if a["label"] else "")
+            + f" ({a['reason']})"
+        )
+    src = f"UUID={a['uuid']}" if a["uuid"] else f"UUID of new {a['fstype']} on {a['device']}"
+    verb = "mount" if a["state"] == "mounted" else "record in fstab (not mounted now)"
+    return f"  {verb} {src} at {a['path']} ({a['fstype']} {a['opts']}): {' + '.join(a['changes'])}"
+
+
+def _refusal_line(r):
+    where = " ".join(
+        x
+        for x in (
+            r["disk"],
+            f"'{r['partition']}'" if r["partition"] else None,
+            f"[{r['field']}]" if r["field"] else None,
+        )
+        if x
+    )
+    return f"REFUSED {where}: {r['msg']}"
+
+
 def render_report(plan):
     lines = [f"disk_layout plan (safe mode {'on' if plan['safe_mode'] else 'OFF'})"]
     actions = plan["actions"]
+    unmanaged = {u["device"] for u in plan["unmanaged"]}
     for disk in plan["disks"]:
-        if not disk["exists"]:
-            lines.append(f"{disk['device']}: not found")
-            continue
-        alias = f" -> {disk['path']}" if disk["path"] != disk["device"] else ""
-        lines.append(
-            f"{disk['device']}{alias}: {human(disk['size_bytes'])}, "
-            f"table {disk['table'] or 'none'}, "
-            f"{len(disk['partitions'])} partition(s), "
-            f"{human(sum(e['sectors'] for e in disk['free']) * disk['sector_size'])} free"
-        )
-        unmanaged = {u["device"] for u in plan["unmanaged"]}
-        for p in disk["partitions"]:
-            what = (
-                "unmanaged (not in the spec, left untouched)"
-                if p["device"] in unmanaged
-                else "keep"
-            )
-            lines.append(
-                f"  {p['device']:<16} #{p['number']:<3} {p['name'] or '-':<30} "
-                f"{human(p['size_bytes']):>9}  {p['fstype'] or '-':<9} {what}"
-            )
+        lines.extend(_disk_lines(disk, unmanaged))
     if actions:
         lines.append("actions:")
-    for a in actions:
-        if a["action"] == "create_table":
-            lines.append(f"  create {a['table']} partition table on {a['device']}")
-        elif a["action"] == "create_partition":
-            lines.append(
-                f"  create partition #{a['number']} '{a['name']}' on {a['device']}: "
-                f"sectors {a['start']}-{a['end']} ({human(a['size_bytes'])})"
-                + (f" flags {','.join(a['flags'])}" if a["flags"] else "")
-            )
-        elif a["action"] == "mkfs":
-            lines.append(
-                f"  format {a['device']} as {a['fstype']}"
-                + (f" label {a['label']}" if a["label"] else "")
-                + f" ({a['reason']})"
-            )
-        elif a["action"] == "mount":
-            src = (
-                f"UUID={a['uuid']}" if a["uuid"] else f"UUID of new {a['fstype']} on {a['device']}"
-            )
-            verb = "mount" if a["state"] == "mounted" else "record in fstab (not mounted now)"
-            lines.append(
-                f"  {verb} {src} at {a['path']} ({a['fstype']} {a['opts']}): "
-                f"{' + '.join(a['changes'])}"
-            )
+    lines.extend(_action_line(a) for a in actions)
     if not actions and not plan["refusals"]:
         lines.append("nothing to do: the disks match the spec")
-    for note in plan["notes"]:
-        lines.append(f"note: {note}")
+    lines.extend(f"note: {note}" for note in plan["notes"])
     if plan["windows"]["present"]:
         lines.append(
             "Windows found: "
             + ", ".join(f"{w['device']} ({w['why']})" for w in plan["windows"]["partitions"])
         )
-    for r in plan["refusals"]:
-        where = " ".join(
-            x
-            for x in (
-                r["disk"],
-                f"'{r['partition']}'" if r["partition"] else None,
-                f"[{r['field']}]" if r["field"] else None,
-            )
-            if x
-        )
-        lines.append(f"REFUSED {where}: {r['msg']}")
+    lines.extend(_refusal_line(r) for r in plan["refusals"])
     return "\n".join(lines)
 
 
