@@ -21,6 +21,8 @@ from typing import TextIO
 from dlsetup.compat import CudaToolkit, _v, _vs, load_path
 
 CUDA_DRIVERS_PATH = "dlsetup/gpucheck/cuda_drivers.py"
+SOURCES_DIR = "dlsetup/data/sources"
+GPUS_PATH = "dlsetup/data/gpus.json"
 
 _CUDA_DRIVERS_HEAD = '''\
 """CUDA toolkit release -> the oldest Linux x86_64 driver that runs it.
@@ -111,5 +113,7 @@ def main(root: Path, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="update-compat-data")
     parser.add_argument("--offline", action="store_true", help="use the committed inputs only")
     parser.add_argument("--check", action="store_true", help="exit 1 if an output is stale")
+    parser.add_argument("--fetch", action="store_true", help="download the inputs first")
+    parser.add_argument("--mirror", metavar="URL", help="Debian mirror for --fetch")
     args = parser.parse_args(argv)
     return write_outputs(root, check_only=args.check, out=sys.stdout)
