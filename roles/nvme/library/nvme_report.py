@@ -472,61 +472,73 @@ def summary_line(ctrl):
     return line
 
 
+_HEALTH_KEYS = (
+    "critical_warning",
+    "temperature_c",
+    "available_spare",
+    "available_spare_threshold",
+    "percentage_used",
+    "media_errors",
+)
+
+
+def _namespaces(run, notes):
+    rc, out, err = run(["list", "-o", "json"])
+    if rc == 0:
+        return parse_nvme_list(out)
+    notes.append(f"nvme list failed (rc {rc}): {(err or out).strip()[:200]}")
+    return []
+
+
+def _fill_identity(ctrl, name, namespaces):
+    """Identity from nvme list where sysfs lacks it (matched by serial, else by name)."""
+    for ns in namespaces:
+        same = (ns.get("serial") and ns.get("serial") == ctrl["serial"]) or (
+            str(ns.get("device") or "").startswith(f"/dev/{name}n")
+        )
+        if same:
+            for key in ("model", "serial", "firmware"):
+                ctrl[key] = ctrl[key] or ns.get(key)
+
+
+def _ask_controller(run, name, notes):
+    """(SMART health, id-ctrl firmware fields, fw-log text) from nvme-cli for one controller."""
+    dev = f"/dev/{name}"
+    health, frmw, fw_text = {}, None, None
+    rc, out, err = run(["smart-log", dev, "-o", "json"])
+    if rc == 0:
+        health = parse_smart_log(out)
+    else:
+        notes.append(f"{name}: smart-log failed (rc {rc}): {(err or out).strip()[:200]}")
+    rc, out, err = run(["id-ctrl", dev, "-o", "json"])
+    if rc == 0:
+        frmw = parse_id_ctrl_frmw(out)
+    rc, out, err = run(["fw-log", dev, "-o", "json"])
+    if rc == 0:
+        fw_text = out
+    else:
+        notes.append(f"{name}: fw-log failed (rc {rc}): {(err or out).strip()[:200]}")
+    return health, frmw, fw_text
+
+
 def build_report(sysfs_root, run=None):
     """The whole report. run(argv) -> (rc, stdout, stderr) runs nvme-cli; None: not installed."""
     notes = []
     slots = physical_slots(sysfs_root)
     names = controller_names(sysfs_root)
-    namespaces = []
     if not names:
         # No controller: nothing to ask nvme-cli (whose `list` fails without /sys/class/nvme).
         run = None
-    elif run is not None:
-        rc, out, err = run(["list", "-o", "json"])
-        if rc == 0:
-            namespaces = parse_nvme_list(out)
-        else:
-            notes.append(f"nvme list failed (rc {rc}): {(err or out).strip()[:200]}")
-    else:
+    elif run is None:
         notes.append("nvme-cli is not installed: SMART health and firmware slots not read")
+    namespaces = _namespaces(run, notes) if run is not None else []
     controllers = []
     for name in names:
         ctrl = read_controller(sysfs_root, name, slots)
-        for ns in namespaces:
-            # Identity from nvme list where sysfs lacks it (matched by serial, else by name).
-            same = (ns.get("serial") and ns.get("serial") == ctrl["serial"]) or (
-                str(ns.get("device") or "").startswith(f"/dev/{name}n")
-            )
-            if same:
-                for key in ("model", "serial", "firmware"):
-                    ctrl[key] = ctrl[key] or ns.get(key)
-        health = {}
-        frmw = None
-        fw_text = None
-        if run is not None:
-            dev = f"/dev/{name}"
-            rc, out, err = run(["smart-log", dev, "-o", "json"])
-            if rc == 0:
-                health = parse_smart_log(out)
-            else:
-                notes.append(f"{name}: smart-log failed (rc {rc}): {(err or out).strip()[:200]}")
-            rc, out, err = run(["id-ctrl", dev, "-o", "json"])
-            if rc == 0:
-                frmw = parse_id_ctrl_frmw(out)
-            rc, out, err = run(["fw-log", dev, "-o", "json"])
-            if rc == 0:
-                fw_text = out
-            else:
-                notes.append(f"{name}: fw-log failed (rc {rc}): {(err or out).strip()[:200]}")
+        _fill_identity(ctrl, name, namespaces)
+        health, frmw, fw_text = _ask_controller(run, name, notes) if run else ({}, None, None)
         ctrl["firmware_slots"] = parse_fw_log(fw_text, frmw)
-        for key in (
-            "critical_warning",
-            "temperature_c",
-            "available_spare",
-            "available_spare_threshold",
-            "percentage_used",
-            "media_errors",
-        ):
+        for key in _HEALTH_KEYS:
             ctrl[key] = health.get(key)
         ctrl["warnings"] = link_warnings(ctrl) + health_warnings(ctrl)
         controllers.append(ctrl)
