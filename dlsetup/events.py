@@ -197,24 +197,28 @@ class EventCollector:
     def handle(self, event: dict[str, Any]) -> None:
         name = event.get("event", "")
         data: dict[str, Any] = event.get("event_data") or {}
-        if name == "playbook_on_start":
-            self.playbook = str(data.get("playbook", ""))
-            return
-        if name == "playbook_on_play_start":
-            self.play = str(data.get("play", data.get("name", "")))
-            return
-        if name in ("playbook_on_task_start", "playbook_on_handler_task_start"):
-            self.task = str(data.get("task", data.get("name", "")))
-            return
-        if name == "playbook_on_stats":
-            self._stats(data)
+        if name.startswith("playbook_on_"):
+            self._playbook_event(name, data)
             return
         host = data.get("host")
         if not host or not name.startswith("runner_on_"):
             if name == "warning" and event.get("stdout"):
                 self.warnings.append(str(event["stdout"]).strip())
             return
-        hs = self.host(str(host))
+        self._host_event(name, str(host), data)
+
+    def _playbook_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "playbook_on_start":
+            self.playbook = str(data.get("playbook", ""))
+        elif name == "playbook_on_play_start":
+            self.play = str(data.get("play", data.get("name", "")))
+        elif name in ("playbook_on_task_start", "playbook_on_handler_task_start"):
+            self.task = str(data.get("task", data.get("name", "")))
+        elif name == "playbook_on_stats":
+            self._stats(data)
+
+    def _host_event(self, name: str, host: str, data: dict[str, Any]) -> None:
+        hs = self.host(host)
         self._touch(hs)
         task = str(data.get("task", self.task))
         play = str(data.get("play", self.play))
@@ -235,18 +239,19 @@ class EventCollector:
             hs.failures.append(Failure(task, play, _result_message(res), self._category(play)))
         elif name == "runner_on_ok":
             hs.ok += 1
-        if name == "runner_on_ok" and res.get("changed"):
-            hs.changed += 1
-            action = str(data.get("task_action", ""))
-            items = res.get("results") if isinstance(res.get("results"), list) else None
-            if items:
-                for sub in items:
-                    if isinstance(sub, dict) and sub.get("changed"):
-                        hs.changes.append(
-                            Change(task, action, _kind(action), _item_label(sub.get("item")))
-                        )
-            else:
-                hs.changes.append(Change(task, action, _kind(action), _item_label(res.get("item"))))
+            if res.get("changed"):
+                self._changed(hs, task, str(data.get("task_action", "")), res)
+
+    @staticmethod
+    def _changed(hs: HostSummary, task: str, action: str, res: dict[str, Any]) -> None:
+        hs.changed += 1
+        items = res.get("results") if isinstance(res.get("results"), list) else None
+        if not items:
+            hs.changes.append(Change(task, action, _kind(action), _item_label(res.get("item"))))
+            return
+        for sub in items:
+            if isinstance(sub, dict) and sub.get("changed"):
+                hs.changes.append(Change(task, action, _kind(action), _item_label(sub.get("item"))))
 
     @staticmethod
     def _role_facts(hs: HostSummary, facts: dict[str, Any]) -> None:
