@@ -1,8 +1,9 @@
 """Live GPU self-tests through ctypes: the CUDA driver API, NVRTC and cuDNN.
 
 Nothing here runs on a replay: these functions talk to the hardware, which is
-why the checks call them only when ``probe.live`` is true. They never raise
-for a CUDA failure; they return what happened so the check can explain it.
+why the checks call them through ``Probe.call``: a capture records their
+results (``to_json``) and a replay answers those (``from_json``). They never
+raise for a CUDA failure; they return what happened so the check can explain it.
 
 Sequence per GPU: cuInit -> cuDeviceGetCount -> cuCtxCreate -> cuMemAlloc ->
 a host-to-device and device-to-host copy whose bytes are compared -> a small
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -195,6 +197,16 @@ class CudaReport:
     load_seconds: float = 0.0
     during_load: Any = None
 
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CudaReport:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields and k != "devices"}
+        devices = [DeviceResult(**d) for d in data.get("devices") or []]
+        return cls(devices=devices, **values)
+
     @property
     def ok(self) -> bool:
         return (
@@ -341,6 +353,20 @@ def _load_worker(
         cu.cuMemFreeHost(host)
 
 
+def driver_version(libcuda: str = "libcuda.so.1") -> dict[str, Any]:
+    """cuDriverGetVersion (needs no cuInit, touches no GPU): {"version": 12020} or {"error"}."""
+    try:
+        lib = ctypes.CDLL(libcuda)
+        get_version = _bind(lib, "cuDriverGetVersion", [c_int_p])
+    except (OSError, AttributeError) as exc:
+        return {"error": f"cannot load {libcuda}: {exc}"}
+    version = ctypes.c_int()
+    rc = get_version(ctypes.byref(version))
+    if rc != 0:
+        return {"error": f"cuDriverGetVersion failed: CUDA error {rc}"}
+    return {"version": int(version.value)}
+
+
 def selftest(
     nvrtc_paths: list[str],
     during_load: Callable[[], Any] | None = None,
@@ -440,6 +466,14 @@ class CudnnReport:
     cudart_version: int | None = None
     handle_ok: bool | None = None
     error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CudnnReport:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 def cudnn_selftest(path: str) -> CudnnReport:

@@ -90,6 +90,26 @@ def parse_lspci_nn(text: str) -> list[dict[str, Any]]:
     return devices
 
 
+def parse_lspci_k(text: str) -> dict[str, str | None]:
+    """`lspci -k` (or -nnk, -vk): slot -> 'Kernel driver in use' (None when no driver is bound).
+
+    '01:00.0 VGA compatible controller: NVIDIA Corporation ...' starts a device; its
+    indented lines hold '\tKernel driver in use: nvidia' and '\tKernel modules: nouveau, nvidia'.
+    """
+    drivers: dict[str, str | None] = {}
+    slot: str | None = None
+    for line in text.splitlines():
+        head = re.match(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\s", line)
+        if head:
+            slot = line.split()[0]
+            drivers[slot] = None
+            continue
+        match = re.match(r"^\s+Kernel driver in use:\s*(\S+)", line)
+        if match and slot is not None:
+            drivers[slot] = match.group(1)
+    return drivers
+
+
 def parse_uevent(text: str | None) -> dict[str, str]:
     """A sysfs uevent file: KEY=value lines."""
     result: dict[str, str] = {}
@@ -143,17 +163,51 @@ def smi_invalid_field(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def parse_smi_header(text: str) -> dict[str, str]:
-    """Plain `nvidia-smi`: '| NVIDIA-SMI 535.261.03   Driver Version: 535.261.03   CUDA
-    Version: 12.2 |' -> {'driver_version': '535.261.03', 'cuda_version': '12.2'}."""
+# The nvidia-smi table header, by driver generation:
+#   3xx/4xx before 410  '| NVIDIA-SMI 384.59     Driver Version: 384.59         |'  (no CUDA field)
+#   410 to 595          '| NVIDIA-SMI 535.261.03  Driver Version: 535.261.03  CUDA Version: 12.2 |'
+#   610 and later       '| NVIDIA-SMI 610.57.04   KMD Version: 610.57.04   CUDA UMD Version: 13.3 |'
+# `nvidia-smi -q` prints the same fields as 'Name : value' lines before the GPUs;
+# from 610 the old names carry '[Deprecated; will be removed in CUDA 14.0. ...]'.
+DRIVER_FIELDS = ("KMD Version", "Driver Version")  # newest name first
+CUDA_FIELDS = ("CUDA UMD Version", "CUDA Version")
+
+
+def _smi_fields(text: str, separator: str) -> dict[str, str]:
+    """The driver and CUDA fields of a header or -q text, each with the field name read."""
     result: dict[str, str] = {}
-    match = re.search(r"Driver Version:\s*([0-9][0-9.]*)", text)
-    if match:
-        result["driver_version"] = match.group(1)
-    match = re.search(r"CUDA Version:\s*([0-9]+\.[0-9]+)", text)
-    if match:
-        result["cuda_version"] = match.group(1)
+    for key, names, number in (
+        ("driver", DRIVER_FIELDS, r"[0-9]+(?:\.[0-9]+)+"),
+        ("cuda", CUDA_FIELDS, r"[0-9]+\.[0-9]+"),
+    ):
+        for name in names:
+            pattern = rf"(?<![A-Za-z]){re.escape(name)}\s*{separator}\s*({number})"
+            match = re.search(pattern, text, re.M)
+            if match:
+                result[key + "_version"] = match.group(1)
+                result[key + "_field"] = name
+                break
     return result
+
+
+def parse_smi_header(text: str) -> dict[str, str]:
+    """The header of plain `nvidia-smi` (any generation above) ->
+    {'driver_version', 'driver_field', 'cuda_version', 'cuda_field'}, each pair only when
+    printed: a driver before 410 prints no CUDA field."""
+    for line in text.splitlines():
+        if "NVIDIA-SMI" in line and "Version:" in line:
+            return _smi_fields(line, ":")
+    return {}
+
+
+def parse_smi_q(text: str) -> dict[str, str]:
+    """The lines of `nvidia-smi -q` before 'Attached GPUs' ('Driver Version : 440.31',
+    'KMD Version : 610.57.04', 'CUDA UMD Version : 13.3'): the same keys as
+    parse_smi_header, the 610+ names preferred over the deprecated ones."""
+    if "NVSMI LOG" not in text:
+        return {}
+    head = text.split("Attached GPUs", 1)[0]
+    return _smi_fields(head, r"\n?\s*:")
 
 
 def parse_nvcc_version(text: str) -> str | None:

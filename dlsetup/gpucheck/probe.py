@@ -13,10 +13,29 @@ Bundle layout (a directory)::
     commands.json   [{"argv": [...], "rc": N, "stdout": "...", "stderr": "..."}, ...]
     dirs.json       {"/abs/dir": ["name", ...] or null, ...}   directory listings
     which.json      {"name": "/abs/path" or null, ...}          PATH look-ups
+    links.json      {"/abs/link": "target" or null, ...}         symlinks read (sysfs driver links)
+    calls.json      [{"name": ..., "args": [...], "value": {...}}, ...]   in-process calls
     meta.json       {"captured_at": ..., "options": {...}, ...} optional
+
+A *call* is work done inside the gpucheck process that no command or file
+shows: the CUDA driver API (cuDriverGetVersion, the self-test through ctypes),
+cuDNN handle creation. The check hands the probe a function returning a JSON
+object; the live probe runs it, the capturing probe records its value, and the
+replay probe answers that value without touching any hardware. What a call
+does through the probe while it runs (the PCIe reading under the self-test's
+load) is part of its value and is not recorded a second time, so a replay
+serves every command in the order the live run asked for it. For the same
+reason the capturing probe records only the thread that created it: the only
+other threads are the ones a call starts.
+
+Commands asked for with a timeout of 0 or less are not run: the run's time
+budget is spent; the answer (rc 124) is recorded like any other, so a replay
+meets the same refusal.
 
 Replay rules:
 
+* a directory is a bundle only when it holds ``commands.json`` and ``files/``
+  (what every capture writes); anything else is refused as bad input;
 * a file that is not under ``files/`` is absent (``read_file`` returns None);
 * a command whose argv is not in ``commands.json`` is not found (rc 127); when
   the same argv was recorded several times the recordings are returned in
@@ -25,6 +44,10 @@ Replay rules:
 * a directory listing comes from ``dirs.json``; a directory not named there is
   listed from what ``files/`` holds under it (so hand-made bundles need no
   ``dirs.json``), and is absent when ``files/`` has nothing there either;
+* a symlink's target comes from ``links.json``; one not there is absent (None);
+* a call's value comes from ``calls.json``, matched by name and arguments, the
+  recordings served in order, the last repeating; a call not recorded answers
+  None (an older or hand-made bundle), and the check says it could not judge;
 * ``which(name)`` comes from ``which.json``; a name not there resolves to
   ``/usr/bin/<name>`` when a command starting with that name was recorded with
   an rc other than 127, and to None otherwise.
@@ -38,7 +61,9 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +76,9 @@ READ_CHUNK = 4096
 # Directories added to PATH for live commands: ldconfig, lspci and modinfo
 # live in sbin on Debian and a non-root PATH lacks it.
 EXTRA_PATH = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+NOT_RUN = "not run: the time budget of the whole run is spent"
+#: What every capture writes; a replay refuses a directory without them.
+BUNDLE_MARKERS = ("commands.json", "files")
 
 
 class BundleError(Exception):
@@ -102,6 +130,19 @@ class Probe:
 
     def which(self, name: str) -> str | None:
         raise NotImplementedError
+
+    def read_link(self, path: str) -> str | None:
+        """The target of a symlink (``/sys/bus/pci/devices/X/driver``); None if absent."""
+        raise NotImplementedError
+
+    def call(
+        self, name: str, args: list[str], fn: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """An in-process call (see the module docstring): runs ``fn`` on a live probe.
+
+        None means the probe cannot answer (a replay bundle without that recording).
+        """
+        return fn()
 
     def close(self) -> None:
         """Flush whatever the probe keeps (the capturing probe writes its bundle)."""
@@ -158,6 +199,8 @@ class LiveProbe(Probe):
             return None
 
     def run(self, argv: list[str], timeout: float) -> CommandResult:
+        if timeout <= 0:
+            return CommandResult(RC_TIMEOUT, "", NOT_RUN)
         try:
             proc = subprocess.run(
                 argv,
@@ -184,6 +227,12 @@ class LiveProbe(Probe):
     def which(self, name: str) -> str | None:
         return shutil.which(name, path=self._env["PATH"])
 
+    def read_link(self, path: str) -> str | None:
+        try:
+            return os.readlink(path)
+        except (OSError, ValueError):
+            return None
+
 
 def _bundle_file(bundle: str, path: str) -> str | None:
     """Where an absolute path lives inside a bundle; None for a path escaping it."""
@@ -207,14 +256,22 @@ class CapturingProbe(Probe):
         self.commands: list[dict[str, Any]] = []
         self.dirs: dict[str, list[str] | None] = {}
         self.whiches: dict[str, str | None] = {}
+        self.links: dict[str, str | None] = {}
+        self.calls: list[dict[str, Any]] = []
+        self._owner = threading.get_ident()
+        self._in_call = 0
         self.meta: dict[str, Any] = dict(meta or {})
         self.meta.setdefault("captured_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         os.makedirs(os.path.join(bundle_dir, "files"), exist_ok=True)
 
+    def _recording(self) -> bool:
+        """Inside a call or another thread, the call's value records what happens."""
+        return self._in_call == 0 and threading.get_ident() == self._owner
+
     def read_file(self, path: str) -> str | None:
         text = self.inner.read_file(path)
         target = _bundle_file(self.bundle_dir, path)
-        if text is not None and target is not None:
+        if text is not None and target is not None and self._recording():
             try:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 with open(target, "w", encoding="utf-8") as fh:
@@ -225,18 +282,40 @@ class CapturingProbe(Probe):
 
     def list_dir(self, path: str) -> list[str] | None:
         names = self.inner.list_dir(path)
-        self.dirs[os.path.normpath(path)] = names
+        if self._recording():
+            self.dirs[os.path.normpath(path)] = names
         return names
 
     def run(self, argv: list[str], timeout: float) -> CommandResult:
         result = self.inner.run(argv, timeout)
-        self.commands.append(result.to_json(list(argv)))
+        if self._recording():
+            self.commands.append(result.to_json(list(argv)))
         return result
 
     def which(self, name: str) -> str | None:
         found = self.inner.which(name)
-        self.whiches[name] = found
+        if self._recording():
+            self.whiches[name] = found
         return found
+
+    def read_link(self, path: str) -> str | None:
+        target = self.inner.read_link(path)
+        if self._recording():
+            self.links[os.path.normpath(path)] = target
+        return target
+
+    def call(
+        self, name: str, args: list[str], fn: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        recording = self._recording()
+        self._in_call += 1
+        try:
+            value = self.inner.call(name, args, fn)
+        finally:
+            self._in_call -= 1
+        if recording and value is not None:
+            self.calls.append({"name": name, "args": list(args), "value": value})
+        return value
 
     def close(self) -> None:
         def dump(name: str, data: Any) -> None:
@@ -247,6 +326,8 @@ class CapturingProbe(Probe):
         dump("commands.json", self.commands)
         dump("dirs.json", self.dirs)
         dump("which.json", self.whiches)
+        dump("links.json", self.links)
+        dump("calls.json", self.calls)
         dump("meta.json", self.meta)
 
 
@@ -267,6 +348,25 @@ def _load_json(path: str, default: Any) -> Any:
         raise BundleError(f"{path}: {exc}") from exc
 
 
+def _load_calls(bundle_dir: str) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    calls = _load_json(os.path.join(bundle_dir, "calls.json"), [])
+    if not isinstance(calls, list):
+        raise BundleError(f"{bundle_dir}/calls.json: expected a list")
+    found: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for i, entry in enumerate(calls):
+        try:
+            key = (str(entry["name"]), *[str(a) for a in entry["args"]])
+            value = entry["value"]
+        except (KeyError, TypeError) as exc:
+            raise BundleError(
+                f"{bundle_dir}/calls.json entry {i}: needs name, args, value ({exc})"
+            ) from exc
+        if not isinstance(value, dict):
+            raise BundleError(f"{bundle_dir}/calls.json entry {i}: value must be an object")
+        found.setdefault(key, []).append(value)
+    return found
+
+
 class ReplayProbe(Probe):
     """Answers from a bundle written by CapturingProbe (or by hand)."""
 
@@ -276,6 +376,13 @@ class ReplayProbe(Probe):
     def __init__(self, bundle_dir: str) -> None:
         if not os.path.isdir(bundle_dir):
             raise BundleError(f"replay bundle {bundle_dir}: no such directory")
+        missing = [m for m in BUNDLE_MARKERS if not os.path.exists(os.path.join(bundle_dir, m))]
+        if missing:
+            raise BundleError(
+                f"{bundle_dir} is not a gpucheck capture: it has no {' and no '.join(missing)} "
+                "(a bundle is the directory `gpucheck --capture DIR` or `dlsetup smoke --local "
+                "--capture DIR` writes)"
+            )
         self.bundle_dir = bundle_dir
         self.description = f"replay of {bundle_dir}"
         commands = _load_json(os.path.join(bundle_dir, "commands.json"), [])
@@ -298,14 +405,20 @@ class ReplayProbe(Probe):
             tag = _script_tag(argv)
             if tag is not None:
                 self._tagged.setdefault(tag, []).append(result)
-        dirs = _load_json(os.path.join(bundle_dir, "dirs.json"), {})
-        whiches = _load_json(os.path.join(bundle_dir, "which.json"), {})
-        meta = _load_json(os.path.join(bundle_dir, "meta.json"), {})
-        if not (isinstance(dirs, dict) and isinstance(whiches, dict) and isinstance(meta, dict)):
-            raise BundleError(f"{bundle_dir}: dirs.json, which.json, meta.json must be objects")
-        self._dirs: dict[str, Any] = {os.path.normpath(k): v for k, v in dirs.items()}
-        self._which: dict[str, Any] = whiches
-        self.meta: dict[str, Any] = meta
+        objects = {
+            name: _load_json(os.path.join(bundle_dir, name + ".json"), {})
+            for name in ("dirs", "which", "links", "meta")
+        }
+        if not all(isinstance(v, dict) for v in objects.values()):
+            raise BundleError(
+                f"{bundle_dir}: dirs.json, which.json, links.json, meta.json must be objects"
+            )
+        self._dirs: dict[str, Any] = {os.path.normpath(k): v for k, v in objects["dirs"].items()}
+        self._which: dict[str, Any] = objects["which"]
+        self._links: dict[str, Any] = {os.path.normpath(k): v for k, v in objects["links"].items()}
+        self.meta: dict[str, Any] = objects["meta"]
+        self._calls = _load_calls(bundle_dir)
+        self._calls_served: dict[tuple[str, ...], int] = {}
 
     def read_file(self, path: str) -> str | None:
         target = _bundle_file(self.bundle_dir, path)
@@ -336,6 +449,21 @@ class ReplayProbe(Probe):
         served = self._served.get(key, 0)
         self._served[key] = served + 1
         return results[min(served, len(results) - 1)]
+
+    def read_link(self, path: str) -> str | None:
+        target = self._links.get(os.path.normpath(path))
+        return None if target is None else str(target)
+
+    def call(
+        self, name: str, args: list[str], fn: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        key = (name, *args)
+        values = self._calls.get(key)
+        if not values:
+            return None
+        served = self._calls_served.get(key, 0)
+        self._calls_served[key] = served + 1
+        return values[min(served, len(values) - 1)]
 
     def which(self, name: str) -> str | None:
         if name in self._which:

@@ -7,7 +7,8 @@ formats a real host produces, what the checks read (files under /proc, /sys,
 the torch probe). Each fault bundle is the healthy box with one thing broken;
 tests/fixtures/gpucheck/make_bundles.py writes them. What only a live GPU can
 show (the CUDA driver API self-test, cuDNN handle creation, the PCIe reading
-under the self-test's load) is exercised here only up to "no libcuda".
+under the self-test's load) the bundles hold as a capture records it
+(calls.json); the ctypes code itself runs here against a C stub driver.
 """
 
 from __future__ import annotations
@@ -111,18 +112,17 @@ def test_fault_bundle_cli_exit_code_and_json(
 
 
 def test_healthy_bundle_passes() -> None:
-    """A healthy GTX 1080 Ti box, replayed: every check passes but the live-only one."""
+    """A healthy GTX 1080 Ti box, replayed: every check passes, the live-only ones from
+    the self-test results the bundle recorded."""
     report = replay("healthy")
     assert report.exit_code == 0
     assert report.passed
     assert [c.id for c in report.checks] == list(CHECK_IDS)
     for result in report.checks:
-        if result.id == "cuda-driver-api":
-            assert result.status == "skip"
-            assert "needs a live GPU" in result.message
-        else:
-            assert result.status == "pass", (result.id, result.message)
-            assert result.remedy == ""
+        assert result.status == "pass", (result.id, result.message)
+        assert result.remedy == ""
+    api = report.check("cuda-driver-api")
+    assert api is not None and "NVRTC 11.8 kernel verified" in api.message
     gpu = report.gpus[0]
     assert gpu["name"] == "NVIDIA GeForce GTX 1080 Ti"
     assert gpu["driver_version"] == "535.261.03"
@@ -165,7 +165,7 @@ def test_mismatch_names_both_versions_and_the_reboot() -> None:
 def test_pcie_degraded_names_the_width() -> None:
     result = replay("pcie-link-degraded").check("pcie-link-degraded")
     assert result is not None
-    assert "x8 of x16" in result.message and "under load" in result.message
+    assert "x8 of x16" in result.message and "under the CUDA self-test's load" in result.message
 
 
 def test_old_driver_query_retries_without_unknown_fields() -> None:
@@ -265,20 +265,75 @@ SMI_QUERY = ["nvidia-smi", "--query-gpu=" + ",".join(SMI_FIELDS)]
 PCIE_QUERY = ["nvidia-smi", "--query-gpu=" + ",".join(PCIE_FIELDS)]
 
 
+def with_calls(bundle: Path, edit: Any) -> Path:
+    """``edit(calls)`` changes the bundle's recorded in-process calls in place."""
+    calls = json.loads((bundle / "calls.json").read_text())
+    edit(calls)
+    (bundle / "calls.json").write_text(json.dumps(calls))
+    return bundle
+
+
+def load_reading(row: str) -> Any:
+    """The PCIe reading the recorded self-test took under its load becomes ``row``."""
+
+    def edit(calls: list[dict[str, Any]]) -> None:
+        (selftest,) = [c for c in calls if c["name"] == "cuda-selftest"]
+        parsed = checks.parse_smi_csv(row, list(PCIE_FIELDS))
+        selftest["value"]["report"]["during_load"] = parsed
+
+    return edit
+
+
+def idle_reading(tmp_path: Path, row: str) -> Path:
+    """No self-test result in the bundle: the check reads the link idle, as ``row``."""
+    bundle = variant(tmp_path, lambda commands: commands.append(
+        {"argv": [*PCIE_QUERY, "--format=csv,noheader,nounits"], "rc": 0, "stdout": row,
+         "stderr": ""}))  # fmt: skip
+    return with_calls(bundle, lambda calls: calls.clear())
+
+
+IDLE_GEN1 = pcie_row(pstate="P8", **{"utilization.gpu": "0", "pcie.link.gen.current": "1"})
+
+
 def test_idle_gen_downclock_is_not_a_fault(tmp_path: Path) -> None:
-    """An idle GPU drops to gen1; with the full width that passes."""
-    idle = pcie_row(pstate="P8", **{"utilization.gpu": "0", "pcie.link.gen.current": "1"})
-    idle = idle.replace("Not Active", "Active")
-    result = replay(variant(tmp_path, set_stdout(PCIE_QUERY, idle))).check("pcie-link-degraded")
+    """An idle GPU drops to gen1; with the full width that passes, and says it was idle."""
+    result = replay(idle_reading(tmp_path, IDLE_GEN1)).check("pcie-link-degraded")
     assert result is not None and result.status == "pass"
-    assert "idle" in result.message and "not a fault" in result.message
+    assert "not a fault" in result.message and "read idle by nvidia-smi" in result.message
+
+
+def test_p0_reading_without_the_load_is_not_judged_under_load(tmp_path: Path) -> None:
+    """A reading that looks busy (P0, 97 %) but was not taken under the self-test's load
+    (an H100 idles at P0) does not fail a slow link: the load is not known to run."""
+    busy_slow = pcie_row(**{"pcie.link.gen.current": "1"})
+    result = replay(idle_reading(tmp_path, busy_slow)).check("pcie-link-degraded")
+    assert result is not None and result.status == "pass", result.message
+    assert "read idle" in result.message
+
+
+def test_narrow_idle_link_warns_and_asks_for_a_live_run(tmp_path: Path) -> None:
+    narrow = pcie_row(**{"pcie.link.width.current": "8"})
+    report = replay(idle_reading(tmp_path, narrow))
+    result = report.check("pcie-link-degraded")
+    assert result is not None and result.status == "warn"
+    assert "x8 of x16" in result.message and "read idle" in result.message
+    assert "dlsetup smoke --local" in result.remedy
+    assert report.exit_code == 0
 
 
 def test_low_gen_under_load_is_a_fault(tmp_path: Path) -> None:
     slow = pcie_row(**{"pcie.link.gen.current": "1"})
-    result = replay(variant(tmp_path, set_stdout(PCIE_QUERY, slow))).check("pcie-link-degraded")
+    bundle = with_calls(variant(tmp_path, lambda commands: None), load_reading(slow))
+    result = replay(bundle).check("pcie-link-degraded")
     assert result is not None and result.status == "fail"
-    assert "gen1 of gen3" in result.message
+    assert "gen1 of gen3" in result.message and "self-test's load" in result.message
+
+
+def test_idle_reading_under_the_self_test_would_fail(tmp_path: Path) -> None:
+    """The same slow link read under the self-test's load fails; read idle it passes."""
+    bundle = with_calls(variant(tmp_path, lambda commands: None), load_reading(IDLE_GEN1))
+    result = replay(bundle).check("pcie-link-degraded")
+    assert result is not None and result.status == "fail"
 
 
 def test_uncorrectable_ecc_and_pending_remap_fail(tmp_path: Path) -> None:
@@ -403,11 +458,18 @@ def test_a_crash_outside_the_checks_is_reported_too(monkeypatch: Any) -> None:
     assert report.exit_code == 4
 
 
+class LiveReplay(ReplayProbe):
+    """Stands in for a live box (there is no GPU here): files and commands from a bundle,
+    the in-process calls (ctypes on libcuda, libcudnn) really run, as on a live probe."""
+
+    live = True
+
+    def call(self, name: str, args: list[str], fn: Any) -> dict[str, Any] | None:
+        return fn()
+
+
 def test_live_path_without_libcuda_fails_cleanly() -> None:
     """The live-only code runs up to loading libcuda.so.1 here, and fails with a remedy."""
-
-    class LiveReplay(ReplayProbe):
-        live = True
 
     report = run_checks(LiveReplay(str(FIXTURES / "healthy")), Options())
     api = report.check("cuda-driver-api")
@@ -642,6 +704,7 @@ def test_cudnn_found_through_ldconfig_alone(tmp_path: Path) -> None:
     """No directory listing recorded: the loader cache still shows libcudnn.so.8."""
     bundle = variant(tmp_path, lambda commands: None)
     (bundle / "dirs.json").write_text("{}")
+    (bundle / "calls.json").unlink()
     result = replay(bundle).check("cudnn-missing")
     assert result is not None and result.status == "pass"
     assert "cuDNN 8.x" in result.message
@@ -710,21 +773,46 @@ def test_cudnn_selftest_through_the_stub(stub_lib: str) -> None:
     assert missing.error and "cannot load" in missing.error
 
 
-def test_live_checks_end_to_end_through_the_stub(
-    stub_lib: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The healthy box with its live-only checks run against the stub driver: all pass."""
-
-    class LiveReplay(ReplayProbe):
-        live = True
-
-    real_selftest, real_cudnn = cuda.selftest, cuda.cudnn_selftest
+def use_stub_driver(monkeypatch: pytest.MonkeyPatch, stub_lib: str) -> None:
+    """The checks' ctypes calls load the stub in place of libcuda, libnvrtc, libcudnn."""
+    real_selftest, real_cudnn, real_version = (
+        cuda.selftest,
+        cuda.cudnn_selftest,
+        cuda.driver_version,
+    )
     monkeypatch.setattr(
         checks.cuda, "selftest", lambda paths, load: real_selftest(paths, load, 0.2, stub_lib)
     )
     monkeypatch.setattr(checks.cuda, "cudnn_selftest", lambda path: real_cudnn(stub_lib))
+    monkeypatch.setattr(checks.cuda, "driver_version", lambda: real_version(stub_lib))
     monkeypatch.setattr(checks, "_find_nvrtc", lambda ctx: [stub_lib])
-    probe = LiveReplay(str(FIXTURES / "healthy"))
+
+
+def machine(tmp_path: Path, name: str) -> Path:
+    """A bundle made into the box a fake live probe stands for: where the bundle recorded
+    the self-test's reading under load, the box's nvidia-smi answers that PCIe query."""
+    target = tmp_path / ("machine-" + name)
+    shutil.copytree(FIXTURES / name, target)
+    calls = json.loads((target / "calls.json").read_text())
+    commands = json.loads((target / "commands.json").read_text())
+    for call in calls:
+        rows = (call["value"].get("report") or {}).get("during_load")
+        if call["name"] == "cuda-selftest" and rows:
+            csv = "".join(", ".join(r[f] or "[N/A]" for f in PCIE_FIELDS) + "\n" for r in rows)
+            argv = [*PCIE_QUERY, "--format=csv,noheader,nounits"]
+            commands.append({"argv": argv, "rc": 0, "stdout": csv, "stderr": ""})
+    (target / "commands.json").write_text(json.dumps(commands))
+    (target / "calls.json").write_text("[]")  # the box has no recordings: calls run
+    return target
+
+
+def test_live_checks_end_to_end_through_the_stub(
+    stub_lib: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The healthy box with its live-only checks run against the stub driver: all pass."""
+
+    use_stub_driver(monkeypatch, stub_lib)
+    probe = LiveReplay(str(machine(tmp_path, "healthy")))
     report = run_checks(probe, Options(container_image=IMAGE_HEALTHY))
     assert report.passed, [(c.id, c.message) for c in report.checks if c.status != "pass"]
     assert all(c.status == "pass" for c in report.checks)
@@ -737,4 +825,6 @@ def test_live_checks_end_to_end_through_the_stub(
     cudnn = report.check("cudnn-missing")
     assert cudnn is not None and "handle created" in cudnn.message
     pcie = report.check("pcie-link-degraded")
-    assert pcie is not None and "under load" in pcie.message
+    assert pcie is not None and "read under the CUDA self-test's load" in pcie.message
+    too_old = report.check("cuda-driver-too-old")
+    assert too_old is not None and "cuDriverGetVersion" in too_old.message

@@ -98,14 +98,125 @@ def test_smi_invalid_field_messages() -> None:
     )
 
 
-def test_smi_header() -> None:
-    line = (
-        "| NVIDIA-SMI 535.261.03             Driver Version: 535.261.03   CUDA Version: 12.2     |"
-    )
-    assert parse.parse_smi_header(line) == {"driver_version": "535.261.03", "cuda_version": "12.2"}
-    old = "| NVIDIA-SMI 470.256.02   Driver Version: 470.256.02   CUDA Version: 11.4     |"
-    assert parse.parse_smi_header(old)["cuda_version"] == "11.4"
+# Table headers as each driver generation prints them (shapes of real outputs; see
+# tests/fixtures/gpucheck/make_bundles.py for the whole tables).
+HEADER_384 = "| NVIDIA-SMI 384.59                 Driver Version: 384.59                    |"
+HEADER_440 = "| NVIDIA-SMI 440.31       Driver Version: 440.31       CUDA Version: 10.2     |"
+HEADER_535 = (
+    "| NVIDIA-SMI 535.261.03             Driver Version: 535.261.03   CUDA Version: 12.2     |"
+)
+HEADER_595 = (
+    "| NVIDIA-SMI 595.80                 Driver Version: 595.80         CUDA Version: 13.2     |"
+)
+HEADER_610 = (
+    "| NVIDIA-SMI 610.57.04              KMD Version: 610.57.04     CUDA UMD Version: 13.3     |"
+)
+
+
+@pytest.mark.parametrize(
+    ("header", "driver", "driver_field", "cuda", "cuda_field"),
+    [
+        (HEADER_384, "384.59", "Driver Version", None, None),
+        (HEADER_440, "440.31", "Driver Version", "10.2", "CUDA Version"),
+        (HEADER_535, "535.261.03", "Driver Version", "12.2", "CUDA Version"),
+        (HEADER_595, "595.80", "Driver Version", "13.2", "CUDA Version"),
+        (HEADER_610, "610.57.04", "KMD Version", "13.3", "CUDA UMD Version"),
+    ],
+)
+def test_smi_header_generations(
+    header: str, driver: str, driver_field: str, cuda: str | None, cuda_field: str | None
+) -> None:
+    """Before 410 no CUDA field; 410-595 'CUDA Version'; 610 on 'KMD' / 'CUDA UMD Version'."""
+    table = "Wed Aug 12 21:53:45 2026\n+------+\n" + header + "\n|------+\n"
+    fields = parse.parse_smi_header(table)
+    assert fields.get("driver_version") == driver
+    assert fields.get("driver_field") == driver_field
+    assert fields.get("cuda_version") == cuda
+    assert fields.get("cuda_field") == cuda_field
+
+
+def test_smi_header_of_an_error() -> None:
     assert parse.parse_smi_header("Failed to initialize NVML: Unknown Error") == {}
+    assert parse.parse_smi_header("") == {}
+
+
+Q_384 = """
+==============NVSMI LOG==============
+
+Timestamp                           : Thu Sep  7 10:55:26 2017
+Driver Version                      : 384.59
+
+Attached GPUs                       : 4
+GPU 00000000:04:00.0
+    Product Name                    : GeForce GTX 1080 Ti
+"""
+Q_440 = Q_384.replace("384.59", "440.31").replace(
+    "Driver Version                      : 440.31\n",
+    "Driver Version                      : 440.31\nCUDA Version                        : 10.2\n",
+)
+Q_610 = """
+==============NVSMI LOG==============
+
+Timestamp                                              : Wed Aug 12 21:53:45 2026
+Driver Version                                         : 610.57.04 [Deprecated; will be removed in CUDA 14.0. Use KMD Version instead]
+CUDA Version                                           : 13.3 [Deprecated; will be removed in CUDA 14.0. Use CUDA UMD Version instead]
+KMD Version                                            : 610.57.04
+CUDA UMD Version                                       : 13.3
+
+Attached GPUs                                          : 1
+GPU 00000000:0C:00.0
+    Product Name                                       : NVIDIA GeForce RTX 2080 SUPER
+    CUDA Version                                       : 99.9
+"""
+
+
+def test_smi_q_generations() -> None:
+    """-q: the old names until 610, then the new ones preferred (the old carry a notice)."""
+    assert parse.parse_smi_q(Q_384) == {
+        "driver_version": "384.59",
+        "driver_field": "Driver Version",
+    }
+    assert parse.parse_smi_q(Q_440) == {
+        "driver_version": "440.31",
+        "driver_field": "Driver Version",
+        "cuda_version": "10.2",
+        "cuda_field": "CUDA Version",
+    }
+    assert parse.parse_smi_q(Q_610) == {
+        "driver_version": "610.57.04",
+        "driver_field": "KMD Version",
+        "cuda_version": "13.3",
+        "cuda_field": "CUDA UMD Version",
+    }
+    # with the new names gone, the deprecated ones still parse, notice and all
+    old_only = "\n".join(
+        line for line in Q_610.splitlines() if not line.startswith(("KMD", "CUDA UMD"))
+    )
+    assert parse.parse_smi_q(old_only)["driver_version"] == "610.57.04"
+    assert parse.parse_smi_q(old_only)["cuda_version"] == "13.3"
+    assert parse.parse_smi_q("NVIDIA-SMI has failed because it couldn't communicate") == {}
+
+
+def test_lspci_k_driver_in_use_not_the_modules_line() -> None:
+    """'Kernel modules' lists nouveau on every box with it installed; only 'in use' binds."""
+    text = (
+        "04:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP102 [GeForce GTX 1080 Ti]"
+        " [10de:1b06] (rev a1)\n"
+        "\tSubsystem: Micro-Star International Co., Ltd. [MSI] Device [1462:360a]\n"
+        "\tKernel driver in use: nvidia\n"
+        "\tKernel modules: nvidiafb, nouveau, nvidia_drm, nvidia\n"
+        "05:00.0 VGA compatible controller [0300]: NVIDIA Corporation TU102 [10de:1e07] (rev a1)\n"
+        "\tKernel driver in use: nouveau\n"
+        "\tKernel modules: nvidiafb, nouveau\n"
+        "0000:41:00.0 3D controller [0302]: NVIDIA Corporation GA100 [10de:20f1] (rev a1)\n"
+        "\tKernel modules: nvidia\n"
+    )
+    assert parse.parse_lspci_k(text) == {
+        "04:00.0": "nvidia",
+        "05:00.0": "nouveau",
+        "0000:41:00.0": None,
+    }
+    assert [d["slot"] for d in parse.parse_lspci_nn(text)] == ["04:00.0", "05:00.0", "0000:41:00.0"]
 
 
 def test_toolkit_versions() -> None:
