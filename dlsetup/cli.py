@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.set_defaults(func=cmd_smoke)
 
-    from dlsetup import compat  # noqa: PLC0415
+    from dlsetup.compat import cli as compat  # noqa: PLC0415
 
     p = add(
         "compat",

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gzip
+import json
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from dlsetup.compat import CudaToolkit, _v, _vs, load_path
+from dlsetup.compat.load import _yaml_load, load_path
+from dlsetup.compat.model import CudaToolkit, _v, _vs
 
 CUDA_DRIVERS_PATH = "dlsetup/gpucheck/cuda_drivers.py"
 SOURCES_DIR = "dlsetup/data/sources"
@@ -78,11 +83,14 @@ def render_cuda_drivers(toolkits: Mapping[str, CudaToolkit], source: str) -> str
 
 def outputs(root: Path) -> dict[Path, str]:
     """Every generated file (path under ``root`` -> text), from the committed inputs."""
-    data = load_path(root / "dlsetup" / "data" / "compat.yml")
-    cuda_source = ", ".join(
-        data.sources[k]["url"] for k in ("cuda_release_notes",) if k in data.sources
-    )
-    return {root / CUDA_DRIVERS_PATH: render_cuda_drivers(data.cuda, cuda_source)}
+    yml = root / "dlsetup" / "data" / "compat.yml"
+    data = load_path(yml)
+    raw = _yaml_load(yml.read_text(encoding="utf-8"))
+    cuda_source = data.sources["cuda_release_notes"]["url"]
+    return {
+        root / CUDA_DRIVERS_PATH: render_cuda_drivers(data.cuda, cuda_source),
+        root / GPUS_PATH: render_gpus(build_gpus(raw, root)),
+    }
 
 
 def write_outputs(root: Path, *, check_only: bool, out: TextIO) -> int:
@@ -104,6 +112,7 @@ def write_outputs(root: Path, *, check_only: bool, out: TextIO) -> int:
         for line in changed[:40]:
             print(f"    {line}", file=out)
         if not check_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     return 1 if check_only and stale else 0
 
@@ -117,3 +126,269 @@ def main(root: Path, argv: list[str]) -> int:
     parser.add_argument("--mirror", metavar="URL", help="Debian mirror for --fetch")
     args = parser.parse_args(argv)
     return write_outputs(root, check_only=args.check, out=sys.stdout)
+
+
+# ================================================================ the GPU table
+
+# pci.ids entries of an NVIDIA device id that are not the GPU itself
+_NOT_A_GPU = re.compile(
+    r"Audio|USB|UCSI|NVSwitch|[Bb]ridge|PCIe host|Root Port|Controller|SMBus|Ethernet|"
+    r"Coprocessor|Memory|SATA|LPC|Reserved"
+)
+_PCI_LINE = re.compile(r"^\t([0-9a-f]{4})  (.*)$")
+
+
+@dataclass
+class _Device:
+    """What the sources say about one PCI device id."""
+
+    devid: str
+    names: list[str] = field(default_factory=list)  # NVIDIA's names, newest list first
+    pci_name: str = ""  # the pci.ids line, e.g. "GA106 [GeForce RTX 3060]"
+    legacy: dict[str, str] = field(default_factory=dict)  # release -> "390.xx"
+    kernelopen: dict[str, bool] = field(default_factory=dict)  # release -> listed with it
+    listed_in: list[str] = field(default_factory=list)
+    base_count: int = 0  # names[:base_count] are listed without a subsystem id
+
+    @property
+    def primary(self) -> str:
+        if self.names:
+            return self.names[0]
+        if self.pci_names:
+            return self.pci_names[0]
+        return f"{self.chip or 'NVIDIA'} device {self.devid}"
+
+    @property
+    def chip(self) -> str:
+        return re.split(r"[\s\[/]", self.pci_name, maxsplit=1)[0] if self.pci_name else ""
+
+    @property
+    def pci_names(self) -> list[str]:
+        m = re.search(r"\[(.*)\]", self.pci_name)
+        if not m:
+            return []
+        parts = [n.strip() for n in m.group(1).split(" / ")]
+        # "RTX PRO 5000 Blackwell / RTX PRO 5000 72GB Blackwell": two names;
+        # "GeForce RTX 3060 Mobile / Max-Q": one
+        return parts if all(re.search(r"\d", p) for p in parts) else [m.group(1).strip()]
+
+
+def read_sources(root: Path) -> tuple[list[dict[str, str]], dict[str, list[dict[str, Any]]], str]:
+    """sources.json, each supported-gpus.json's chips (release -> list, oldest
+    first) and the pci.ids 10de section text, all from the committed inputs."""
+    src = root / SOURCES_DIR
+    entries: list[dict[str, str]] = json.loads((src / "sources.json").read_text("utf-8"))
+    lists: dict[str, list[dict[str, Any]]] = {}
+    pci = ""
+    for e in entries:
+        raw = gzip.decompress((src / e["file"]).read_bytes()).decode("utf-8")
+        if e["kind"] == "supported-gpus.json":
+            lists[e["release"]] = json.loads(raw)["chips"]
+        else:
+            pci = raw
+    ordered = dict(sorted(lists.items(), key=lambda kv: _v(kv[0])))
+    return entries, ordered, pci
+
+
+def legacy_branch(text: str | None) -> int | None:
+    """NVIDIA's "390.xx" / "96.43.xx" -> 390 / 96."""
+    return int(text.split(".")[0]) if text else None
+
+
+def _collect(
+    lists: Mapping[str, list[dict[str, Any]]], pci: str, open_first: int
+) -> dict[str, _Device]:
+    devices: dict[str, _Device] = {}
+    for release in reversed(list(lists)):  # newest first: its names lead
+        for chip in lists[release]:
+            devid = chip["devid"].lower().removeprefix("0x")
+            d = devices.setdefault(devid, _Device(devid))
+            if chip["name"] not in d.names:
+                # a name without a subsystem id is the device's own: it leads
+                at = len(d.names) if "subdevid" in chip else d.base_count
+                d.names.insert(at, chip["name"])
+                d.base_count += "subdevid" not in chip
+            if release not in d.listed_in:
+                d.listed_in.append(release)
+            if chip.get("legacybranch"):
+                d.legacy.setdefault(release, chip["legacybranch"])
+            if _v(release)[0] >= open_first:
+                opened = "kernelopen" in chip.get("features", ())
+                d.kernelopen[release] = d.kernelopen.get(release, False) or opened
+    for line in pci.splitlines():
+        m = _PCI_LINE.match(line)
+        if m:
+            devices.setdefault(m.group(1), _Device(m.group(1))).pci_name = m.group(2)
+    return devices
+
+
+@dataclass(frozen=True)
+class _ChipRule:
+    pattern: re.Pattern[str]
+    arch: str
+    compute_capability: str | None
+    min_branch: int | None = None
+
+
+def chip_rules(raw: Mapping[str, Any]) -> tuple[list[_ChipRule], dict[int, str]]:
+    """compat.yml's ``chips`` section: codename rules and the by-legacy-branch fallback."""
+    sec = raw["chips"]
+    rules = [
+        _ChipRule(
+            re.compile(f"(?:{r['chip']})(?![0-9])"),
+            str(r["arch"]),
+            None if r["compute_capability"] is None else str(r["compute_capability"]),
+            None if r.get("min_branch") is None else int(r["min_branch"]),
+        )
+        for r in sec["items"]
+    ]
+    fallback = {int(k): str(v) for k, v in (sec.get("by_legacy_branch") or {}).items()}
+    return rules, fallback
+
+
+def _place(d: _Device, rules: list[_ChipRule], fallback: Mapping[int, str]) -> _ChipRule | None:
+    """The chip rule that places a device (architecture, compute capability, first
+    branch), or None when nothing does."""
+    chip = d.chip
+    for r in rules:
+        if chip and r.pattern.match(chip):
+            return r
+    legacy = legacy_branch(_newest(d.legacy))
+    if d.listed_in and legacy is not None and legacy in fallback:
+        return _ChipRule(re.compile(""), fallback[legacy], None)
+    return None
+
+
+def _newest(by_release: Mapping[str, Any]) -> Any:
+    """The value of the newest release in a release -> value map (None when empty)."""
+    if not by_release:
+        return None
+    return by_release[max(by_release, key=_v)]
+
+
+def _facts(d: _Device, place: _ChipRule, lists: Sequence[str]) -> dict[str, Any]:
+    """The answer-relevant facts of one device, as gpus.json stores them."""
+    first = min(d.listed_in, key=_v) if d.listed_in else None
+    older = [r for r in lists if first is None or _v(r) < _v(first)]
+    legacy = legacy_branch(_newest(d.legacy))
+    return {
+        "arch": place.arch,
+        "compute_capability": place.compute_capability,
+        "min_branch": place.min_branch,
+        "legacy_branch": legacy,
+        "kernelopen": _newest(d.kernelopen),
+        # the newest list older than its first listing that does not name it: the
+        # driver of that release cannot drive it (legacy parts: irrelevant)
+        "absent_from": max(older, key=_v) if older and legacy is None else None,
+    }
+
+
+def _hand_gpus(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """compat.yml's hand-kept GPU entries (names users type, peak figures, overrides)."""
+    out = []
+    for g in raw["gpus"]["items"]:
+        entry = {"name": str(g["name"]), "pci_ids": [str(p).lower() for p in g["pci_ids"]]}
+        for key in ("aliases", "spec", "min_branch", "note"):
+            if g.get(key) is not None:
+                entry[key] = g[key]
+        out.append(entry)
+    return out
+
+
+def _model(name: str, devs: Sequence[_Device], facts: Mapping[str, Any]) -> dict[str, Any]:
+    names = [n for d in devs for n in (*d.names, *d.pci_names)]
+    return {
+        "name": name,
+        "aliases": [n for n in dict.fromkeys(names) if n != name],
+        "pci_ids": sorted(d.devid for d in devs),
+        "chips": sorted({d.chip for d in devs if d.chip}),
+        **facts,
+        "listed_in": sorted({r for d in devs for r in d.listed_in}, key=_v),
+    }
+
+
+def _hand_model(
+    hand: Mapping[str, Any],
+    devices: Mapping[str, _Device],
+    placed: dict[str, tuple[_Device, dict[str, Any]]],
+    rules: tuple[list[_ChipRule], dict[int, str]],
+    lists: list[str],
+) -> dict[str, Any]:
+    """A hand-kept entry as a model: its ids leave the generated groups.  Its
+    facts are those of its ids that NVIDIA lists (they must agree); an id that
+    pci.ids knows but NVIDIA's lists do not (K20X's 1020) shares them."""
+    for p in hand["pci_ids"]:
+        placed.pop(p, None)
+    devs = [devices[p] for p in hand["pci_ids"] if p in devices]
+    places = [_place(d, *rules) for d in devs]
+    if len(devs) != len(hand["pci_ids"]) or None in places:
+        raise ValueError(f"compat.yml GPU {hand['name']}: a PCI id is in no source")
+    listed = [
+        _facts(d, pl, lists) for d, pl in zip(devs, places, strict=True) if d.listed_in and pl
+    ]
+    first = places[0]
+    assert first is not None
+    facts = listed[0] if listed else _facts(devs[0], first, lists)
+    for other in listed[1:]:  # a fact one list leaves open (None), another may give
+        for key, value in other.items():
+            if facts[key] is None:
+                facts[key] = value
+            elif value is not None and value != facts[key]:
+                raise ValueError(
+                    f"compat.yml GPU {hand['name']}: its PCI ids differ in NVIDIA's lists "
+                    f"on {key} ({facts[key]} vs {value})"
+                )
+    if hand.get("min_branch") is not None:
+        facts["min_branch"] = max(int(hand["min_branch"]), facts["min_branch"] or 0)
+    return _model(str(hand["name"]), devs, facts)
+
+
+def build_gpus(raw: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """The content of gpus.json from the committed inputs and compat.yml (``raw``)."""
+    entries, lists, pci = read_sources(root)
+    rules, fallback = chip_rules(raw)
+    open_first = int(raw["kernel_modules"]["open_first_branch"])
+    current = {k for k, a in raw["architectures"]["items"].items() if a["max_branch"] is None}
+    devices = _collect(lists, pci, open_first)
+    placed: dict[str, tuple[_Device, dict[str, Any]]] = {}
+    for devid, d in sorted(devices.items()):
+        place = _place(d, rules, fallback)
+        if place is None:
+            if d.listed_in:
+                raise ValueError(f"10de:{devid} {d.primary}: no chip rule places {d.chip!r}")
+            continue
+        if not d.listed_in and (place.arch not in current or _NOT_A_GPU.search(d.pci_name)):
+            continue  # not a GPU, or an unreleased sample of a finished architecture
+        placed[devid] = (d, _facts(d, place, list(lists)))
+    models = []
+    for hand in _hand_gpus(raw):
+        model = _hand_model(hand, devices, placed, (rules, fallback), list(lists))
+        model["aliases"] = list(dict.fromkeys([*hand.get("aliases", []), *model["aliases"]]))
+        models.append({**model, **{k: v for k, v in hand.items() if k not in model}})
+    groups: dict[str, list[_Device]] = {}
+    for d, facts in placed.values():
+        groups.setdefault(json.dumps([d.primary, facts], sort_keys=True), []).append(d)
+    for key, devs in groups.items():
+        name, facts = json.loads(key)
+        models.append(_model(name, devs, facts))
+    models.sort(key=lambda m: m["pci_ids"][0])
+    pci_version = re.search(r"Version:\s*(\S+)", pci)
+    return {
+        "about": (
+            "GENERATED by scripts/update-compat-data from NVIDIA's supported-gpus.json, "
+            "pci.ids and dlsetup/data/compat.yml; do not edit (see dlsetup/compat/generate.py)"
+        ),
+        "inputs": entries,
+        "lists": list(lists),
+        "pci_ids_version": pci_version.group(1) if pci_version else None,
+        "gpus": models,
+    }
+
+
+def render_gpus(table: Mapping[str, Any]) -> str:
+    """gpus.json's text: one GPU model per line, keys sorted (diff-friendly, deterministic)."""
+    head = {k: v for k, v in table.items() if k != "gpus"}
+    rows = ",\n".join(json.dumps(m, sort_keys=True, ensure_ascii=False) for m in table["gpus"])
+    return (
+        json.dumps(head, indent=1, ensure_ascii=False)[:-2] + ',\n "gpus": [\n' + rows + "\n ]\n}\n"
+    )

@@ -9,20 +9,20 @@ from importlib import resources
 import pytest
 import yaml
 
-from dlsetup import compat
 from dlsetup.compat import (
     AmbiguousGpuError,
     CompatError,
     check,
-    cli,
     find_distribution,
     find_gpu,
-    format_report,
     gpu_spec,
     load,
     recommended_kernel_modules,
     suggest,
 )
+from dlsetup.compat import cli as compat_cli
+from dlsetup.compat.cli import cli, format_report
+from dlsetup.compat.model import _vs
 
 # ------------------------------------------------------------------ the data file
 
@@ -86,20 +86,20 @@ def test_tensor_and_bf16_figures_follow_the_architecture():
 
 def test_cuda_table_matches_nvidia_table_3():
     cuda = load().cuda
-    assert compat._vs(cuda["11.8"].min_driver) == "520.61.05"
-    assert compat._vs(cuda["12.0"].min_driver) == "525.60.13"
-    assert compat._vs(cuda["12.2"].min_driver) == "535.54.03"
-    assert compat._vs(cuda["12.8"].min_driver) == "570.26"
-    assert compat._vs(cuda["13.0"].min_driver) == "580.65.06"
+    assert _vs(cuda["11.8"].min_driver) == "520.61.05"
+    assert _vs(cuda["12.0"].min_driver) == "525.60.13"
+    assert _vs(cuda["12.2"].min_driver) == "535.54.03"
+    assert _vs(cuda["12.8"].min_driver) == "570.26"
+    assert _vs(cuda["13.0"].min_driver) == "580.65.06"
     assert "12.7" not in cuda  # never released
     versions = load().cuda_versions()
     assert versions[0] == "8.0" and versions[-1].startswith("13.")
-    assert compat._vs(cuda["8.0"].last_update_min_driver) == "375.26"
-    assert compat._vs(cuda["9.0"].min_driver) == "384.81"
-    assert compat._vs(cuda["9.2"].min_driver) == "396.26"
+    assert _vs(cuda["8.0"].last_update_min_driver) == "375.26"
+    assert _vs(cuda["9.0"].min_driver) == "384.81"
+    assert _vs(cuda["9.2"].min_driver) == "396.26"
     floors = load().minor_compat_floor
-    assert compat._vs(floors[11]) == "450.80.02"
-    assert compat._vs(floors[12]) == "525.60.13"
+    assert _vs(floors[11]) == "450.80.02"
+    assert _vs(floors[12]) == "525.60.13"
     assert floors[13] == (580,)
 
 
@@ -550,8 +550,9 @@ def test_recommended_kernel_modules(arch, branch, expected):
 
 def test_recommended_kernel_modules_takes_an_architecture_object_and_rejects_unknowns():
     assert recommended_kernel_modules(find_gpu("RTX 5090").arch, 575) == "open"
-    with pytest.raises(CompatError, match="fermi"):
-        recommended_kernel_modules("fermi", 390)
+    assert recommended_kernel_modules("fermi", 390) == "proprietary"
+    with pytest.raises(CompatError, match="rubin"):
+        recommended_kernel_modules("rubin", 620)
 
 
 def test_proprietary_modules_are_gone_after_r610():
@@ -703,8 +704,8 @@ def test_compat_mounts_as_a_subcommand(capsys):
     parser = argparse.ArgumentParser(prog="dlsetup")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compat")
-    compat.add_arguments(p)
-    p.set_defaults(func=compat.run)
+    compat_cli.add_arguments(p)
+    p.set_defaults(func=compat_cli.run)
     args = parser.parse_args(["compat", "--gpu", "H100 PCIe", "--driver", "535", "--cuda", "12.2"])
     assert args.func(args) == 0
     assert "H100 PCIe" in capsys.readouterr().out

@@ -1,0 +1,110 @@
+"""check(): one (GPUs, driver, CUDA, cuDNN, kernel modules) combination -> a Report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dlsetup.compat.load import load
+from dlsetup.compat.lookup import find_distribution, find_gpu
+from dlsetup.compat.model import AmbiguousGpuError, CompatError, Problem, Report
+from dlsetup.compat.rules import (
+    _check_cuda,
+    _check_cuda_driver,
+    _check_cudnn,
+    _check_driver,
+    _check_kernel_modules,
+    _distro_defaults,
+    _flavors_possible,
+    _parse_cuda,
+    _parse_cudnn,
+    _parse_driver,
+    _parse_kernel_modules,
+)
+from dlsetup.compat.suggest import suggest
+
+
+def check(
+    gpu: str | Sequence[str],
+    driver: str | None = None,
+    cuda: str | None = None,
+    cudnn: str | None = None,
+    kernel_modules: str | None = None,
+    *,
+    distro: str | None = None,
+) -> Report:
+    """Check a (GPUs, driver, CUDA, cuDNN, kernel modules) combination.
+
+    ``driver`` is a branch ("535") or a version ("535.261.03"); ``cuda`` "X.Y";
+    ``cudnn`` "N" or "N.M"; ``kernel_modules`` "open", "proprietary", "auto" or
+    None; ``distro`` fills driver and CUDA from a distribution's own packages when
+    they are not given.  Every GPU of a multi-GPU box must be supported.
+    """
+    data = load()
+    names = [gpu] if isinstance(gpu, str) else list(gpu)
+    rep = Report(
+        gpus=[],
+        inputs={
+            "gpu": ", ".join(names),
+            "driver": driver,
+            "cuda": cuda,
+            "cudnn": cudnn,
+            "kernel_modules": kernel_modules,
+            "distro": distro,
+        },
+    )
+    if not names:
+        rep.problems.append(
+            Problem("gpu", "no GPU given: name one like 'GTX 1080 Ti' or 10de:1b06")
+        )
+    for n in names:
+        try:
+            rep.gpus.append(find_gpu(n))
+        except AmbiguousGpuError as e:
+            if e.equivalent:
+                rep.gpus.append(e.candidates[0])
+                rep.warnings.append(
+                    Problem(
+                        "gpu",
+                        (
+                            f"{n!r} matches several models "
+                            f"({', '.join(g.name for g in e.candidates)}); "
+                            "they are alike for this check, but name the model for its peak figures"
+                        ),
+                    )
+                )
+            else:
+                rep.problems.append(Problem("gpu", str(e)))
+        except CompatError as e:
+            rep.problems.append(Problem("gpu", str(e)))
+
+    if distro is not None:
+        try:
+            dist = find_distribution(distro)
+        except CompatError as e:
+            rep.problems.append(Problem("distro", str(e)))
+        else:
+            driver, cuda = _distro_defaults(data, dist, rep.gpus, driver=driver, cuda=cuda, rep=rep)
+            rep.inputs["driver"], rep.inputs["cuda"] = driver, cuda
+
+    drv = _parse_driver(driver, rep.problems) if driver is not None else None
+    cu = _parse_cuda(cuda, rep.problems) if cuda is not None else None
+    dnn = _parse_cudnn(cudnn, rep.problems) if cudnn is not None else None
+    km = _parse_kernel_modules(kernel_modules, rep.problems) if kernel_modules is not None else None
+
+    if rep.gpus:
+        rep.suggestion, rep.suggestion_missing_reason = suggest(rep.gpus)
+        if rep.suggestion is None and _flavors_possible(rep.gpus, None):
+            # (a kernel-module conflict is reported by _check_kernel_modules)
+            rep.problems.append(
+                Problem("driver", rep.suggestion_missing_reason or "no driver fits")
+            )
+        if drv is not None:
+            _check_driver(data, rep.gpus, drv, rep)
+        if cu is not None:
+            _check_cuda(data, rep.gpus, cu, rep)
+        if dnn is not None:
+            _check_cudnn(data, rep.gpus, dnn, cu, rep)
+        _check_kernel_modules(data, rep.gpus, km, drv, rep)
+    if cu is not None and drv is not None:
+        _check_cuda_driver(data, cu, drv, rep)
+    return rep

@@ -1,0 +1,163 @@
+"""`dlsetup compat`: arguments, the text report, the GPU list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dlsetup.compat.check import check
+from dlsetup.compat.load import load
+from dlsetup.compat.model import Report
+from dlsetup.compat.rules import _distinct
+from dlsetup.exitcodes import ExitCode
+
+# ================================================================ output
+
+
+def format_report(report: Report) -> str:
+    """A readable multi-line text of a :class:`Report`."""
+    lines: list[str] = []
+    for g in _distinct(report.gpus):
+        n = sum(1 for x in report.gpus if x == g)
+        count = f"{n} x " if n > 1 else ""
+        lines.append(
+            f"GPU:      {count}{g.name} [{g.pci_id}] - {g.arch.name}, "
+            f"compute capability {g.compute_capability} ({g.sm})"
+        )
+        if g.note:
+            lines.append(f"          {' '.join(g.note.split())}")
+    asked = [
+        f"{k.replace('_', ' ')} {v}"
+        for k, v in report.inputs.items()
+        if v is not None and k != "gpu"
+    ]
+    lines.append("Checked:  " + (", ".join(asked) if asked else "GPU support only"))
+    lines.append(
+        "Result:   "
+        + (
+            "OK - this combination works"
+            if report.ok
+            else "NOT OK - this combination does not work"
+        )
+    )
+    for p in report.problems:
+        lines.append(f"  x [{p.field}] {p.message}")
+    for w in report.warnings:
+        lines.append(f"  ! [{w.field}] {w.message}")
+    for n_ in report.notes:
+        lines.append(f"  - {n_}")
+    if report.suggestion is not None:
+        lines.append(f"Newest combination that works: {report.suggestion.describe()}")
+        for note in report.suggestion.notes:
+            lines.append(f"  - {' '.join(note.split())}")
+    elif report.suggestion_missing_reason:
+        lines.append(f"No combination works: {report.suggestion_missing_reason}")
+    return "\n".join(lines)
+
+
+def _gpu_table() -> str:
+    data = load()
+    rows = [f"{'GPU':<26} {'PCI id(s)':<20} {'architecture':<13} {'cc':>5}  driver branches"]
+    for g in data.gpus:
+        ids = ",".join(g.pci_ids)
+        lo = f"R{g.min_branch}" if g.min_branch else "old"
+        hi = f"R{g.max_branch}" if g.max_branch else "current"
+        rows.append(
+            f"{g.name:<26} {ids:<20} {g.arch.name:<13} {g.compute_capability:>5}  {lo}..{hi}"
+        )
+    return "\n".join(rows)
+
+
+# ================================================================ CLI
+
+EPILOG = """\
+examples:
+  dlsetup compat --gpu "GTX 1080 Ti" --driver 580 --cuda 12.9
+      Pascal on the last branch that drives it, with the last CUDA major for it: OK.
+  dlsetup compat --gpu "Tesla K80" --cuda 12.4
+      NOT OK: CUDA 12 dropped Kepler; the report suggests R470 + CUDA 11.4.
+  dlsetup compat --gpu 10de:2330 --driver 535.261.03 --cuda 12.8
+      OK with a warning: R535 runs CUDA 12.8 only through minor version compatibility.
+  dlsetup compat --gpu "RTX 5090" --kernel-modules proprietary
+      NOT OK: Blackwell runs only with the open kernel modules.
+  dlsetup compat --gpu "GTX 1080" --gpu "RTX 3090" --cuda 13.0
+      Multi-GPU box: every GPU must be supported (CUDA 13 dropped Pascal).
+  dlsetup compat --gpu "GTX 970" --distro debian-12
+      What Debian 12's own packages (driver 535, CUDA 11.8) give this GPU.
+  dlsetup compat --gpu A100 --cuda 12.4 --cudnn 9 --json
+      Machine-readable report (exit code 0 when OK, 2 when not).
+
+GPU names are matched loosely ("geforce gtx 1080 ti", "1080 Ti") and PCI ids
+as lspci -nn prints them (10de:1b06, 1b06, 0x1b06); --list-gpus shows all.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``compat`` options to ``parser`` (the main CLI mounts it as a subcommand)."""
+    parser.description = parser.description or (
+        "Check whether a GPU (or several) works with a driver branch, CUDA toolkit, "
+        "cuDNN and kernel module flavor, and print the newest combination that does."
+    )
+    parser.epilog = parser.epilog or EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "--gpu",
+        action="append",
+        metavar="NAME_OR_PCI_ID",
+        help="GPU model name or PCI id; repeat for each GPU of a multi-GPU box",
+    )
+    parser.add_argument(
+        "--driver", metavar="BRANCH_OR_VERSION", help="driver branch (535) or version (535.261.03)"
+    )
+    parser.add_argument("--cuda", metavar="X.Y", help="CUDA toolkit version, e.g. 12.4")
+    parser.add_argument("--cudnn", metavar="N[.M]", help="cuDNN version, e.g. 9 or 9.10")
+    parser.add_argument(
+        "--kernel-modules", metavar="open|proprietary|auto", help="NVIDIA kernel module flavor"
+    )
+    parser.add_argument(
+        "--distro",
+        metavar="NAME",
+        help="take driver and CUDA from a distribution's packages when not "
+        "given: debian-12, debian-13, ubuntu-22.04, ubuntu-24.04",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--list-gpus", action="store_true", help="list the GPUs in the data")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dlsetup compat``; 0 when the combination fits, 2 when not (or bad input)."""
+    if getattr(args, "list_gpus", False):
+        print(_gpu_table())
+        return ExitCode.OK
+    if not args.gpu:
+        print("dlsetup compat: --gpu NAME_OR_PCI_ID is required (or --list-gpus)", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    report = check(
+        args.gpu,
+        driver=args.driver,
+        cuda=args.cuda,
+        cudnn=args.cudnn,
+        kernel_modules=args.kernel_modules,
+        distro=args.distro,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_report(report))
+    return ExitCode.OK if report.ok else ExitCode.BAD_INPUT
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``dlsetup compat`` as a stand-alone entry point (``python -m dlsetup.compat``)."""
+    parser = argparse.ArgumentParser(prog="dlsetup compat")
+    add_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help exits 0, bad usage 2
+        return e.code if isinstance(e.code, int) else ExitCode.BAD_INPUT
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
