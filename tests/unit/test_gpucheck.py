@@ -33,7 +33,13 @@ from dlsetup.gpucheck.checks import (
     Options,
     run_checks,
 )
-from dlsetup.gpucheck.probe import BundleError, CapturingProbe, LiveProbe, ReplayProbe
+from dlsetup.gpucheck.probe import (
+    BundleError,
+    CapturingProbe,
+    CommandResult,
+    LiveProbe,
+    ReplayProbe,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "dlsetup" / "gpucheck"
@@ -466,6 +472,11 @@ class LiveReplay(ReplayProbe):
 
     def call(self, name: str, args: list[str], fn: Any) -> dict[str, Any] | None:
         return fn()
+
+    def run(self, argv: list[str], timeout: float) -> CommandResult:
+        if timeout <= 0:  # as LiveProbe: a spent budget runs nothing
+            return LiveProbe().run(argv, timeout)
+        return super().run(argv, timeout)
 
 
 def test_live_path_without_libcuda_fails_cleanly() -> None:
