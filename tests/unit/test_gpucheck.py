@@ -839,3 +839,10 @@ def test_live_checks_end_to_end_through_the_stub(
     assert pcie is not None and "read under the CUDA self-test's load" in pcie.message
     too_old = report.check("cuda-driver-too-old")
     assert too_old is not None and "cuDriverGetVersion" in too_old.message
+
+
+def test_readme_lists_every_check_id_with_a_line() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Smoke test checks", 1)[1].split("\n## ", 1)[0]
+    listed = [line.split("`")[1] for line in section.splitlines() if line.startswith("- `")]
+    assert listed == [*CHECK_IDS, checks.INTERNAL_ERROR]
