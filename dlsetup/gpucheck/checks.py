@@ -9,6 +9,12 @@ Order matters: later checks read what earlier ones found (the GPUs, the
 driver state), and ``cuda-driver-api`` puts the load on the GPUs under which
 ``pcie-link-degraded`` reads the link.
 
+Every value a check decides on comes through the Probe: files, directory
+listings, symlinks, commands, PATH look-ups, and the in-process calls
+(``Probe.call``: cuDriverGetVersion, the CUDA self-test, cuDNN's handle test).
+A capture records them all, so a replay of it reaches the live verdicts; no
+check asks whether the probe is live.
+
 Standard library only: this file runs on the target host with its python3.
 """
 

@@ -6,7 +6,8 @@
     python3 /path/to/gpucheck bench ...    (the bench, see bench.py)
 
 Exit status: 0 no check failed, 4 a check failed (the smoke test ran and
-failed), 2 bad arguments or an unreadable replay bundle, 130 interrupted.
+failed), 2 bad arguments or a replay folder that is not a readable capture (the
+message names what is missing), 130 interrupted.
 
 Standard library only: this file runs on the target host with its python3.
 """
@@ -39,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run live and record every input into the bundle DIR (for a later --replay)",
     )
     mode.add_argument(
-        "--replay", metavar="DIR", help="run offline from a bundle written by --capture"
+        "--replay",
+        metavar="DIR",
+        help="run offline from a bundle written by --capture: the same verdicts as the "
+        "captured run, no hardware touched",
     )
     parser.add_argument(
         "--container-image",
