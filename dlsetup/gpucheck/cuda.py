@@ -204,7 +204,11 @@ class CudaReport:
     def from_json(cls, data: dict[str, Any]) -> CudaReport:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields and k != "devices"}
-        devices = [DeviceResult(**d) for d in data.get("devices") or []]
+        known = {f.name for f in dataclasses.fields(DeviceResult)}
+        devices = [
+            DeviceResult(**{k: v for k, v in d.items() if k in known})
+            for d in data.get("devices") or []
+        ]
         return cls(devices=devices, **values)
 
     @property
