@@ -6,13 +6,22 @@ from collections.abc import Sequence
 
 from dlsetup.compat.load import load
 from dlsetup.compat.lookup import find_distribution, find_gpu
-from dlsetup.compat.model import AmbiguousGpuError, CompatError, Problem, Report
+from dlsetup.compat.model import (
+    NVIDIA_VENDOR_ID,
+    AmbiguousGpuError,
+    CompatData,
+    CompatError,
+    Problem,
+    Report,
+    UnknownGpuError,
+)
 from dlsetup.compat.rules import (
     _check_cuda,
     _check_cuda_driver,
     _check_cudnn,
     _check_driver,
     _check_kernel_modules,
+    _distinct,
     _distro_defaults,
     _flavors_possible,
     _parse_cuda,
@@ -74,8 +83,12 @@ def check(
                 )
             else:
                 rep.problems.append(Problem("gpu", str(e)))
+        except UnknownGpuError as e:
+            rep.unknown_gpus.append(e.device)
+            rep.warnings.append(Problem("gpu", f"{e}; only the driver branch is checked for it"))
         except CompatError as e:
             rep.problems.append(Problem("gpu", str(e)))
+    _note_inferred(data, rep)
 
     if distro is not None:
         try:
@@ -107,4 +120,32 @@ def check(
         _check_kernel_modules(data, rep.gpus, km, drv, rep)
     if cu is not None and drv is not None:
         _check_cuda_driver(data, cu, drv, rep)
+    if drv is not None:
+        _check_unknown(data, rep, drv.branch)
     return rep
+
+
+def _note_inferred(data: CompatData, rep: Report) -> None:
+    for g in _distinct(rep.gpus):
+        if g.inferred:
+            rep.notes.append(
+                f"{g.name} [{g.pci_id}] is in none of NVIDIA's supported-GPU lists used here "
+                f"(newest R{(data.newest_list or '?').split('.')[0]}): its facts are inferred "
+                f"from its chip {', '.join(g.chips)} ({g.arch.name}) and the architecture rules"
+            )
+
+
+def _check_unknown(data: CompatData, rep: Report, branch: int) -> None:
+    """A device no source knows is newer than the newest list: that driver and
+    older ones do not name it, so they do not drive it."""
+    newest = data.newest_list
+    if not rep.unknown_gpus or newest is None or branch > int(newest.split(".")[0]):
+        return
+    ids = ", ".join(f"{NVIDIA_VENDOR_ID}:{d}" for d in rep.unknown_gpus)
+    rep.problems.append(
+        Problem(
+            "driver",
+            f"R{branch} cannot drive {ids}: NVIDIA's R{newest.split('.')[0]} list does not "
+            "name it, so that branch and older ones do not support it; use a newer branch",
+        )
+    )

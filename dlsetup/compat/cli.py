@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from dlsetup.compat.check import check
 from dlsetup.compat.load import load
-from dlsetup.compat.model import Report
+from dlsetup.compat.model import Gpu, Report, _compact, _norm
 from dlsetup.compat.rules import _distinct
 from dlsetup.exitcodes import ExitCode
 
@@ -56,40 +57,81 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _gpu_table() -> str:
+def _branches(g: Gpu) -> str:
+    lo = f"R{g.min_branch}" if g.min_branch else "old"
+    hi = f"R{g.max_branch}" if g.max_branch else "current"
+    return f"{lo}..{hi}"
+
+
+def _gpu_table(text: str = "") -> str:
+    """The GPU table, or the models whose name, alias, PCI id or chip holds ``text``."""
     data = load()
-    rows = [f"{'GPU':<26} {'PCI id(s)':<20} {'architecture':<13} {'cc':>5}  driver branches"]
+    want = _norm(text)
+    rows = [
+        f"{'GPU':<40} {'PCI id(s)':<20} {'architecture':<13} {'cc':>4} {'branches':<12} "
+        "open  source"
+    ]
     for g in data.gpus:
+        hay = " ".join(_norm(n) for n in (g.name, *g.aliases, *g.pci_ids, *g.chips))
+        if want and want not in hay and _compact(want) not in _compact(hay):
+            continue
         ids = ",".join(g.pci_ids)
-        lo = f"R{g.min_branch}" if g.min_branch else "old"
-        hi = f"R{g.max_branch}" if g.max_branch else "current"
+        ids = ids if len(ids) <= 20 else ids[:17] + "..."
+        source = f"listed R{g.listed_in[-1].split('.')[0]}" if g.listed_in else "inferred"
         rows.append(
-            f"{g.name:<26} {ids:<20} {g.arch.name:<13} {g.compute_capability:>5}  {lo}..{hi}"
+            f"{g.name[:40]:<40} {ids:<20} {g.arch.name[:13]:<13} "
+            f"{g.compute_capability or '-':>4} {_branches(g):<12} "
+            f"{'yes' if g.open_kernel_modules else 'no':<5} {source}"
         )
+    if len(rows) == 1:
+        return f"no GPU in the data matches {text!r}"
     return "\n".join(rows)
+
+
+def _data_origin() -> str:
+    """Where the GPU table comes from, for --help and --list-gpus."""
+    data = load()
+    lists = ", ".join(data.driver_lists) or "none"
+    fetched = sorted({e.get("fetched", "") for e in data.gpu_inputs} - {""})
+    return (
+        f"GPU data: generated from NVIDIA's supported-gpus.json of drivers {lists} and "
+        f"pci.ids {data.pci_ids_version or '?'} (Debian packages, fetched "
+        f"{', '.join(fetched) or '?'}); CUDA, cuDNN, architecture and distribution "
+        "tables: hand-kept in dlsetup/data/compat.yml with their sources."
+    )
 
 
 # ================================================================ CLI
 
 EPILOG = """\
 examples:
+  dlsetup compat --gpu "RTX 3060" --driver 550 --cuda 12.4
+      Names as people type them: "RTX 3060", "3060", "GeForce RTX 3060 Ti", "A4000".
+  dlsetup compat --gpu 10de:2504 --driver 550
+      A PCI id as lspci -nn prints it (also 2504 or 0x2504).
   dlsetup compat --gpu "GTX 1080 Ti" --driver 580 --cuda 12.9
       Pascal on the last branch that drives it, with the last CUDA major for it: OK.
   dlsetup compat --gpu "Tesla K80" --cuda 12.4
       NOT OK: CUDA 12 dropped Kepler; the report suggests R470 + CUDA 11.4.
-  dlsetup compat --gpu 10de:2330 --driver 535.261.03 --cuda 12.8
-      OK with a warning: R535 runs CUDA 12.8 only through minor version compatibility.
   dlsetup compat --gpu "RTX 5090" --kernel-modules proprietary
       NOT OK: Blackwell runs only with the open kernel modules.
   dlsetup compat --gpu "GTX 1080" --gpu "RTX 3090" --cuda 13.0
       Multi-GPU box: every GPU must be supported (CUDA 13 dropped Pascal).
   dlsetup compat --gpu "GTX 970" --distro debian-12
       What Debian 12's own packages (driver 535, CUDA 11.8) give this GPU.
-  dlsetup compat --gpu A100 --cuda 12.4 --cudnn 9 --json
+  dlsetup compat --gpu "H100 NVL" --cuda 12.4 --cudnn 9 --json
       Machine-readable report (exit code 0 when OK, 2 when not).
+  dlsetup compat --list-gpus 3060
+      The GPUs whose name, PCI id or chip holds "3060".
 
-GPU names are matched loosely ("geforce gtx 1080 ti", "1080 Ti") and PCI ids
-as lspci -nn prints them (10de:1b06, 1b06, 0x1b06); --list-gpus shows all.
+where the data comes from:
+  Every NVIDIA device id NVIDIA's own driver lists name (supported-gpus.json of
+  several driver releases, as Debian ships them), plus the newer ids pci.ids
+  knows, placed by their chip codename (GA106 -> Ampere, sm_86); "inferred" in
+  --list-gpus marks those. CUDA / cuDNN / architecture / distribution tables are
+  hand-kept in dlsetup/data/compat.yml, each with its source.
+  Refresh: scripts/update-compat-data --fetch (downloads the packages) or
+  --offline (regenerates from the committed inputs); it prints what changed.
 """
 
 
@@ -122,13 +164,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "given: debian-12, debian-13, ubuntu-22.04, ubuntu-24.04",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--list-gpus", action="store_true", help="list the GPUs in the data")
+    parser.add_argument(
+        "--list-gpus",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="TEXT",
+        help="list the GPUs in the data (those whose name, PCI id or chip holds TEXT)",
+    )
+
+
+def _emit(text: str) -> None:
+    """Print, surviving a reader that stops early (``| head``)."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader is gone: point stdout at /dev/null so the exit flush is quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``dlsetup compat``; 0 when the combination fits, 2 when not (or bad input)."""
-    if getattr(args, "list_gpus", False):
-        print(_gpu_table())
+    listing = getattr(args, "list_gpus", None)
+    if listing is not None:
+        _emit(_gpu_table(listing) + "\n\n" + _data_origin())
         return ExitCode.OK
     if not args.gpu:
         print("dlsetup compat: --gpu NAME_OR_PCI_ID is required (or --list-gpus)", file=sys.stderr)
@@ -141,10 +202,7 @@ def run(args: argparse.Namespace) -> int:
         kernel_modules=args.kernel_modules,
         distro=args.distro,
     )
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(format_report(report))
+    _emit(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return ExitCode.OK if report.ok else ExitCode.BAD_INPUT
 
 

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,59 @@ def _opt_str(x: Any) -> str | None:
     return None if x is None else str(x)
 
 
-def _parse_data(raw: Any) -> CompatData:
+def _spec(s: Mapping[str, Any], where: str) -> Spec:
+    def opt(key: str) -> float | None:
+        return None if s.get(key) is None else float(s[key])
+
+    return Spec(
+        fp32_tflops=float(_req(s, "fp32_tflops", where)),
+        fp16_tensor_tflops=opt("fp16_tensor_tflops"),
+        bf16_tensor_tflops=opt("bf16_tensor_tflops"),
+        memory_bandwidth_gbs=float(_req(s, "memory_bandwidth_gbs", where)),
+        memory_gb=float(_req(s, "memory_gb", where)),
+        pcie_gen=_opt_int(s.get("pcie_gen")),
+        pcie_width=_opt_int(s.get("pcie_width")),
+        source=str(_req(s, "source", where)),
+    )
+
+
+def _branch_after(release: str | None, known: Sequence[int]) -> int | None:
+    """The first known branch after a driver release ("535.261.03" -> 545): the
+    first that can drive a GPU that release's list does not name."""
+    if release is None:
+        return None
+    major = int(release.split(".")[0])
+    return next((b for b in known if b > major), major + 1)
+
+
+def _parse_gpu(raw: Any, archs: Mapping[str, Architecture], known: Sequence[int]) -> Gpu:
+    m = _map(raw, "gpus.json: a GPU")
+    name = str(_req(m, "name", "gpus.json: a GPU"))
+    arch = archs.get(str(_req(m, "arch", name)))
+    if arch is None:
+        raise CompatError(f"gpus.json: GPU {name}: unknown architecture {m['arch']!r}")
+    floors = [arch.min_branch, _opt_int(m.get("min_branch"))]
+    floors.append(_branch_after(_opt_str(m.get("absent_from")), known))
+    spec = m.get("spec")
+    kernelopen = m.get("kernelopen")
+    return Gpu(
+        name=name,
+        pci_ids=tuple(str(p) for p in _list(_req(m, "pci_ids", name), f"{name}.pci_ids")),
+        arch=arch,
+        compute_capability=_opt_str(m.get("compute_capability")),
+        spec=None if spec is None else _spec(_map(spec, f"{name}.spec"), f"{name}.spec"),
+        aliases=tuple(str(a) for a in m.get("aliases") or ()),
+        first_branch=max((f for f in floors if f is not None), default=None),
+        legacy_branch=_opt_int(m.get("legacy_branch")),
+        kernelopen=None if kernelopen is None else bool(kernelopen),
+        listed_in=tuple(str(r) for r in m.get("listed_in") or ()),
+        chips=tuple(str(c) for c in m.get("chips") or ()),
+        note=_opt_str(m.get("note")),
+    )
+
+
+def _parse_data(raw: Any, gpu_table: Any = None) -> CompatData:
+    """compat.yml (``raw``) and gpus.json (``gpu_table``; None: no GPUs) -> CompatData."""
     top = _map(raw, "top level")
 
     archs: dict[str, Architecture] = {}
@@ -72,45 +124,6 @@ def _parse_data(raw: Any) -> CompatData:
             open_kernel_modules=bool(a["open_kernel_modules"]),
             requires_open_kernel_modules=bool(a["requires_open_kernel_modules"]),
             support_note=_opt_str(a.get("support_note")),
-        )
-
-    gpus: list[Gpu] = []
-    for i, g_raw in enumerate(_list(_map(top["gpus"], "gpus")["items"], "gpus.items")):
-        g = _map(g_raw, f"gpus[{i}]")
-        name = str(_req(g, "name", f"gpus[{i}]"))
-        arch_key = str(_req(g, "arch", name))
-        if arch_key not in archs:
-            raise CompatError(f"compat.yml: GPU {name}: unknown architecture {arch_key!r}")
-        s = _map(_req(g, "spec", name), f"{name}.spec")
-        spec = Spec(
-            fp32_tflops=float(s["fp32_tflops"]),
-            fp16_tensor_tflops=None
-            if s["fp16_tensor_tflops"] is None
-            else float(s["fp16_tensor_tflops"]),
-            bf16_tensor_tflops=None
-            if s["bf16_tensor_tflops"] is None
-            else float(s["bf16_tensor_tflops"]),
-            memory_bandwidth_gbs=float(s["memory_bandwidth_gbs"]),
-            memory_gb=float(s["memory_gb"]),
-            pcie_gen=_opt_int(s.get("pcie_gen")),
-            pcie_width=_opt_int(s.get("pcie_width")),
-            source=str(_req(s, "source", f"{name}.spec")),
-        )
-        ids = tuple(str(p).lower() for p in _list(_req(g, "pci_ids", name), f"{name}.pci_ids"))
-        for p in ids:
-            if not re.fullmatch(r"[0-9a-f]{4}", p):
-                raise CompatError(f"compat.yml: GPU {name}: bad PCI id {p!r}")
-        gpus.append(
-            Gpu(
-                name=name,
-                pci_ids=ids,
-                arch=archs[arch_key],
-                compute_capability=str(_req(g, "compute_capability", name)),
-                spec=spec,
-                aliases=tuple(str(a) for a in g.get("aliases") or ()),
-                min_branch_override=_opt_int(g.get("min_branch")),
-                note=_opt_str(g.get("note")),
-            )
         )
 
     cuda_sec = _map(top["cuda"], "cuda")
@@ -166,6 +179,9 @@ def _parse_data(raw: Any) -> CompatData:
 
     km = _map(top["kernel_modules"], "kernel_modules")
     br = _map(top["driver_branches"], "driver_branches")
+    known = tuple(sorted(int(b) for b in _list(br["known"], "driver_branches.known")))
+    table = _map(gpu_table if gpu_table is not None else {"gpus": []}, "gpus.json")
+    gpus = tuple(_parse_gpu(m, archs, known) for m in _list(table["gpus"], "gpus.json: gpus"))
 
     distros: dict[str, Distribution] = {}
     for key, d_raw in _map(
@@ -208,7 +224,11 @@ def _parse_data(raw: Any) -> CompatData:
             for k, v in _map(top["sources"], "sources").items()
         },
         architectures=archs,
-        gpus=tuple(gpus),
+        gpus=gpus,
+        by_pci_id={p: g for g in gpus for p in g.pci_ids},
+        driver_lists=tuple(str(r) for r in table.get("lists") or ()),
+        pci_ids_version=_opt_str(table.get("pci_ids_version")),
+        gpu_inputs=tuple(_map(e, "gpus.json: inputs") for e in table.get("inputs") or ()),
         cuda=cuda,
         minor_compat_floor=floors,
         cc_support=cc_support,
@@ -217,7 +237,7 @@ def _parse_data(raw: Any) -> CompatData:
         open_first_branch=int(km["open_first_branch"]),
         open_default_branch=int(km["open_default_branch"]),
         proprietary_last_branch=int(km["proprietary_last_branch"]),
-        known_branches=tuple(sorted(int(b) for b in _list(br["known"], "driver_branches.known"))),
+        known_branches=known,
         newest_suggested_branch=int(br["newest_suggested"]),
         distributions=distros,
     )
@@ -228,7 +248,7 @@ def _parse_data(raw: Any) -> CompatData:
 def _validate(data: CompatData) -> None:
     seen: dict[str, str] = {}
     for g in data.gpus:
-        if g.compute_capability not in data.cc_support:
+        if g.compute_capability is not None and g.compute_capability not in data.cc_support:
             raise CompatError(
                 f"compat.yml: GPU {g.name}: compute capability "
                 f"{g.compute_capability} missing from compute_capabilities"
@@ -249,13 +269,17 @@ def _yaml_load(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def load_path(path: Path) -> CompatData:
-    """Load the compatibility data from ``path`` (the generator reads the checkout's file)."""
-    return _parse_data(_yaml_load(path.read_text(encoding="utf-8")))
+def load_path(path: Path, gpus_json: Path | None = None) -> CompatData:
+    """Load compat.yml from ``path`` and, when given, the GPU table from ``gpus_json``
+    (the generator reads the checkout's compat.yml alone)."""
+    table = None if gpus_json is None else json.loads(gpus_json.read_text(encoding="utf-8"))
+    return _parse_data(_yaml_load(path.read_text(encoding="utf-8")), table)
 
 
 @functools.cache
 def load() -> CompatData:
-    """Load (once) the compatibility data shipped in ``dlsetup/data/compat.yml``."""
-    text = (resources.files("dlsetup.data") / "compat.yml").read_text(encoding="utf-8")
-    return _parse_data(_yaml_load(text))
+    """Load (once) the data shipped in ``dlsetup/data``: compat.yml and gpus.json."""
+    here = resources.files("dlsetup.data")
+    text = (here / "compat.yml").read_text(encoding="utf-8")
+    table = json.loads((here / "gpus.json").read_text(encoding="utf-8"))
+    return _parse_data(_yaml_load(text), table)

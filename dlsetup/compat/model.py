@@ -33,8 +33,20 @@ class AmbiguousGpuError(CompatError):
     def equivalent(self) -> bool:
         """True when every candidate has the same compatibility (arch, compute
         capability, first driver branch), so a check gives the same answer."""
-        keys = {(g.arch.key, g.compute_capability, g.min_branch) for g in self.candidates}
+        keys = {
+            (g.arch.key, g.compute_capability, g.min_branch, g.max_branch, g.open_kernel_modules)
+            for g in self.candidates
+        }
         return len(keys) == 1
+
+
+class UnknownGpuError(CompatError):
+    """An NVIDIA PCI device id that neither NVIDIA's lists nor pci.ids know."""
+
+    def __init__(self, query: str, device: str, message: str) -> None:
+        self.query = query
+        self.device = device
+        super().__init__(message)
 
 
 # ================================================================ data model
@@ -79,13 +91,24 @@ class Architecture:
 
 @dataclass(frozen=True)
 class Gpu:
+    """One GPU model: one or more PCI device ids with the same facts.
+
+    The facts come from dlsetup/data/gpus.json (generated from NVIDIA's
+    supported-gpus.json and pci.ids); ``first_branch`` is resolved by the
+    loader from the architecture, the chip and the lists that do not name it.
+    """
+
     name: str
     pci_ids: tuple[str, ...]
     arch: Architecture
-    compute_capability: str
-    spec: Spec
+    compute_capability: str | None  # None: no CUDA (pre-Tesla parts)
+    spec: Spec | None = None  # peak figures, where compat.yml has them
     aliases: tuple[str, ...] = ()
-    min_branch_override: int | None = None
+    first_branch: int | None = None
+    legacy_branch: int | None = None  # NVIDIA's legacy branch: the last that drives it
+    kernelopen: bool | None = None  # NVIDIA lists it with the open kernel modules
+    listed_in: tuple[str, ...] = ()  # driver releases whose supported-gpus.json names it
+    chips: tuple[str, ...] = ()
     note: str | None = None
 
     @property
@@ -96,16 +119,35 @@ class Gpu:
     @property
     def sm(self) -> str:
         """The compute capability as a CUDA target, e.g. ``sm_61``."""
+        if self.compute_capability is None:
+            return "no CUDA"
         return "sm_" + self.compute_capability.replace(".", "")
+
+    @property
+    def inferred(self) -> bool:
+        """True when no supported-gpus.json names it: its facts follow from its
+        pci.ids chip codename and the architecture rules."""
+        return not self.listed_in
 
     @property
     def min_branch(self) -> int | None:
         """The first driver branch that supports this model."""
-        return self.min_branch_override or self.arch.min_branch
+        return self.first_branch
 
     @property
     def max_branch(self) -> int | None:
-        return self.arch.max_branch
+        """The last driver branch that supports it (None: still supported)."""
+        return self.legacy_branch if self.legacy_branch is not None else self.arch.max_branch
+
+    @property
+    def open_kernel_modules(self) -> bool:
+        """Whether the open kernel modules drive it: NVIDIA's kernelopen flag
+        where a list says, else the architecture's rule."""
+        return self.arch.open_kernel_modules if self.kernelopen is None else self.kernelopen
+
+    @property
+    def requires_open_kernel_modules(self) -> bool:
+        return self.arch.requires_open_kernel_modules
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +156,9 @@ class Gpu:
             "architecture": self.arch.name,
             "compute_capability": self.compute_capability,
             "driver_branches": {"min": self.min_branch, "max": self.max_branch},
+            "open_kernel_modules": self.open_kernel_modules,
+            "listed_in": list(self.listed_in),
+            "inferred": self.inferred,
         }
 
 
@@ -190,9 +235,18 @@ class CompatData:
     known_branches: tuple[int, ...]
     newest_suggested_branch: int
     distributions: Mapping[str, Distribution]
+    by_pci_id: Mapping[str, Gpu] = field(default_factory=dict)  # "2504" -> its model
+    driver_lists: tuple[str, ...] = ()  # the supported-gpus.json releases the table used
+    pci_ids_version: str | None = None
+    gpu_inputs: tuple[Mapping[str, str], ...] = ()  # gpus.json's inputs (package, suite, date)
 
     def cuda_versions(self) -> list[str]:
         return sorted(self.cuda, key=_v)
+
+    @property
+    def newest_list(self) -> str | None:
+        """The newest driver release whose supported-gpus.json the table used."""
+        return max(self.driver_lists, key=_v) if self.driver_lists else None
 
 
 # ================================================================ report model
@@ -243,6 +297,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     suggestion: Suggestion | None = None
     suggestion_missing_reason: str | None = None
+    unknown_gpus: list[str] = field(default_factory=list)  # NVIDIA ids no source knows
 
     @property
     def ok(self) -> bool:
@@ -261,6 +316,7 @@ class Report:
             "notes": list(self.notes),
             "suggestion": self.suggestion.to_dict() if self.suggestion else None,
             "suggestion_missing_reason": self.suggestion_missing_reason,
+            "unknown_gpus": [f"{NVIDIA_VENDOR_ID}:{d}" for d in self.unknown_gpus],
         }
 
 

@@ -11,6 +11,7 @@ from dlsetup.compat.load import load
 from dlsetup.compat.lookup import find_distribution
 from dlsetup.compat.model import (
     Architecture,
+    CcSupport,
     CompatData,
     CompatError,
     CudaToolkit,
@@ -61,11 +62,11 @@ def recommended_kernel_modules(arch: str | Architecture, branch: int | str) -> K
 def _flavors_possible(gpus: Sequence[Gpu], branch: int | None) -> set[KernelModules]:
     data = load()
     out: set[KernelModules] = set()
-    if all(g.arch.open_kernel_modules for g in gpus) and (
+    if all(g.open_kernel_modules for g in gpus) and (
         branch is None or branch >= data.open_first_branch
     ):
         out.add("open")
-    if not any(g.arch.requires_open_kernel_modules for g in gpus) and (
+    if not any(g.requires_open_kernel_modules for g in gpus) and (
         branch is None or branch <= data.proprietary_last_branch
     ):
         out.add("proprietary")
@@ -182,11 +183,19 @@ def _parse_kernel_modules(text: str, problems: list[Problem]) -> str | None:
 
 
 def _cc(gpu: Gpu) -> Version:
-    return _v(gpu.compute_capability)
+    """The compute capability as a version; (0,) for a GPU without CUDA."""
+    return (0,) if gpu.compute_capability is None else _v(gpu.compute_capability)
+
+
+def _cc_support(data: CompatData, gpu: Gpu) -> CcSupport:
+    """Which CUDA releases build for the GPU (none for a GPU without CUDA)."""
+    if gpu.compute_capability is None:
+        return CcSupport(first_cuda=None, last_cuda_major=0)
+    return data.cc_support[gpu.compute_capability]
 
 
 def _cuda_supports_gpu(data: CompatData, cuda: CudaToolkit, gpu: Gpu) -> bool:
-    s = data.cc_support[gpu.compute_capability]
+    s = _cc_support(data, gpu)
     if s.first_cuda is not None and _cmp(_v(cuda.version), s.first_cuda) < 0:
         return False
     return s.last_cuda_major is None or cuda.major <= s.last_cuda_major
@@ -257,7 +266,7 @@ def resolve_kernel_modules(gpus: Sequence[Gpu], branch: int | str) -> KernelModu
             return pick
         # no single flavor drives them all (check() reports it); prefer the one
         # that drives the older GPUs
-        return "proprietary" if any(not g.arch.open_kernel_modules for g in gpus) else "open"
+        return "proprietary" if any(not g.open_kernel_modules for g in gpus) else "open"
     return "open" if b >= load().open_default_branch else "proprietary"
 
 
@@ -276,7 +285,7 @@ def _cudnn_ok(data: CompatData, rel: CudnnRelease, cuda_major: int, gpus: Sequen
     for g in gpus:
         if _cmp(_cc(g), floor) < 0:
             return False
-        need = data.cudnn_min_for_cc.get(g.compute_capability)
+        need = data.cudnn_min_for_cc.get(g.compute_capability or "")
         if need is not None and _cmp(rel.last, need) < 0:
             return False
     return True
@@ -287,7 +296,7 @@ def _cudnn_label(rel: CudnnRelease, gpus: Sequence[Gpu], data: CompatData) -> st
     (Blackwell needs >= 9.7 inside the 9.0-9.10 range)."""
     first = rel.first
     for g in gpus:
-        need = data.cudnn_min_for_cc.get(g.compute_capability)
+        need = data.cudnn_min_for_cc.get(g.compute_capability or "")
         if need is not None and _cmp(need, first) > 0:
             first = need
     return CudnnRelease(first, rel.last, rel.cuda).label
@@ -341,7 +350,7 @@ def _check_driver(data: CompatData, gpus: Sequence[Gpu], drv: _Driver, rep: Repo
 
 def _check_cuda(data: CompatData, gpus: Sequence[Gpu], cuda: CudaToolkit, rep: Report) -> None:
     for g in _distinct(gpus):
-        s = data.cc_support[g.compute_capability]
+        s = _cc_support(data, g)
         if s.last_cuda_major is not None and cuda.major > s.last_cuda_major:
             newest = _newest_cuda_for(data, [g], s.last_cuda_major)
             dropped = {
@@ -354,8 +363,12 @@ def _check_cuda(data: CompatData, gpus: Sequence[Gpu], cuda: CudaToolkit, rep: R
                 s.last_cuda_major + 1,
                 f"CUDA {s.last_cuda_major + 1} dropped compute capability {g.compute_capability}",
             )
+            if g.compute_capability is None:
+                why = "it has no CUDA support at all"
             advice = f"Use CUDA {s.last_cuda_major}.x (newest {newest})."
-            if g.max_branch is not None and newest is not None:
+            if newest is None:
+                advice = f"No CUDA release in this data ({data.cuda_versions()[0]} on) runs on it."
+            elif g.max_branch is not None and newest is not None:
                 native = _newest_cuda_native(data, [g], s.last_cuda_major, g.max_branch)
                 if native is not None and native != newest:
                     advice = (
@@ -504,7 +517,7 @@ def _check_cudnn(
     working = [(r, m) for r in rels for m in majors if _cudnn_ok(data, r, m, gpus)]
     if working and minor is not None:
         for g in _distinct(gpus):
-            need = data.cudnn_min_for_cc.get(g.compute_capability)
+            need = data.cudnn_min_for_cc.get(g.compute_capability or "")
             if need is not None and _cmp((major, minor), need) < 0:
                 rep.problems.append(
                     Problem(
@@ -541,7 +554,7 @@ def _check_cudnn(
                             f"cuDNN {r.label} for CUDA {m} needs compute capability "
                             f">= {_vs(floor)}, {g.name} is {g.compute_capability}"
                         )
-                    need = data.cudnn_min_for_cc.get(g.compute_capability)
+                    need = data.cudnn_min_for_cc.get(g.compute_capability or "")
                     if need is not None and _cmp(r.last, need) < 0:
                         reasons.append(f"{g.name} ({g.arch.name}) needs cuDNN {_vs(need)} or newer")
         msg = f"cuDNN {label} does not work with {where} on these GPUs: " + "; ".join(
@@ -559,8 +572,8 @@ def _check_kernel_modules(
     data: CompatData, gpus: Sequence[Gpu], km: str | None, drv: _Driver | None, rep: Report
 ) -> None:
     distinct = _distinct(gpus)
-    need_open = [g for g in distinct if g.arch.requires_open_kernel_modules]
-    no_open = [g for g in distinct if not g.arch.open_kernel_modules]
+    need_open = [g for g in distinct if g.requires_open_kernel_modules]
+    no_open = [g for g in distinct if not g.open_kernel_modules]
     if need_open and no_open:
         rep.problems.append(
             Problem(

@@ -34,8 +34,8 @@ def suggest(gpus: Sequence[Gpu]) -> tuple[Suggestion | None, str | None]:
         return None, "no driver branch supports all these GPUs: " + "; ".join(parts)
     usable = [b for b in usable if _flavors_possible(gpus, b)]
     if not usable:
-        need_open = [g.name for g in _distinct(gpus) if g.arch.requires_open_kernel_modules]
-        no_open = [g.name for g in _distinct(gpus) if not g.arch.open_kernel_modules]
+        need_open = [g.name for g in _distinct(gpus) if g.requires_open_kernel_modules]
+        no_open = [g.name for g in _distinct(gpus) if not g.open_kernel_modules]
         return None, (
             "no kernel module flavor drives all these GPUs: the open modules are required by "
             f"{', '.join(need_open)} and unsupported on {', '.join(no_open)}"

@@ -62,15 +62,18 @@ def test_every_section_names_sources_that_exist():
             assert sources[key]["title"] and sources[key]["url"].startswith("https://")
 
 
-def test_every_gpu_has_a_sourced_spec_and_valid_pci_ids():
+def test_every_hand_kept_spec_is_sourced_and_pci_ids_are_valid():
     seen: set[str] = set()
+    with_spec = [g for g in load().gpus if g.spec is not None]
+    assert len(with_spec) == len(_raw()["gpus"]["items"])  # every hand entry reaches the table
     for g in load().gpus:
-        assert g.spec.source.strip(), g.name
-        assert g.spec.fp32_tflops > 0 and g.spec.memory_bandwidth_gbs > 0 and g.spec.memory_gb > 0
         for pid in g.pci_ids:
             assert len(pid) == 4 and int(pid, 16) >= 0
             assert pid not in seen, f"duplicate PCI id {pid}"
             seen.add(pid)
+    for g in with_spec:
+        assert g.spec.source.strip(), g.name
+        assert g.spec.fp32_tflops > 0 and g.spec.memory_bandwidth_gbs > 0 and g.spec.memory_gb > 0
 
 
 def test_tensor_and_bf16_figures_follow_the_architecture():
@@ -78,6 +81,8 @@ def test_tensor_and_bf16_figures_follow_the_architecture():
     no_bf16 = no_tensor | {"volta", "turing"}
     for g in load().gpus:
         s = g.spec
+        if s is None:
+            continue
         assert (s.fp16_tensor_tflops is None) == (g.arch.key in no_tensor), g.name
         assert (s.bf16_tensor_tflops is None) == (g.arch.key in no_bf16), g.name
         if s.fp16_tensor_tflops is not None:
@@ -145,8 +150,15 @@ def test_gpu_resolves_by_name_and_by_pci_id(name, pci, arch, cc):
     by_name = find_gpu(name)
     assert by_name.arch.key == arch
     assert by_name.compute_capability == cc
+    assert pci in by_name.pci_ids
     for form in (pci, pci.upper(), f"10de:{pci}", f"0x{pci}", f"10DE:{pci.upper()}"):
-        assert find_gpu(form) == by_name, form
+        by_id = find_gpu(form)
+        assert by_id.pci_ids[0] == pci, form  # the id asked for leads
+        assert (by_id.name, by_id.arch, by_id.min_branch) == (
+            by_name.name,
+            by_name.arch,
+            by_name.min_branch,
+        ), form
 
 
 @pytest.mark.parametrize(
@@ -503,9 +515,14 @@ def test_suggestions_for_legacy_gpus(gpu, expected):
     assert (s.driver_branch, s.cuda, s.cudnn, s.kernel_modules) == expected
 
 
-@pytest.mark.parametrize("gpu", [g.name for g in load().gpus])
+@pytest.mark.parametrize("gpu", [g.pci_ids[0] for g in load().gpus])
 def test_every_suggestion_passes_its_own_check(gpu):
-    s, why = suggest([find_gpu(gpu)])
+    g = find_gpu(gpu)
+    s, why = suggest([g])
+    if g.compute_capability is None or g.arch.key == "tesla":
+        # no CUDA release in the data (8.0 on) runs on them: no suggestion, and why
+        assert s is None and why, g.name
+        return
     assert s is not None, why
     report = check(
         gpu,
