@@ -38,6 +38,7 @@ from dlsetup.compat.model import (
     Report,
     Spec,
     Suggestion,
+    UnknownGpuError,
 )
 from dlsetup.compat.rules import (
     distro_default_driver,
@@ -61,6 +62,7 @@ __all__ = [
     "Report",
     "Spec",
     "Suggestion",
+    "UnknownGpuError",
     "check",
     "distro_default_driver",
     "find_distribution",

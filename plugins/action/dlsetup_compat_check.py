@@ -109,15 +109,23 @@ def decide(
 
     found = nvidia_gpus(probe_gpus)
     known: list[compat.Gpu] = []
+    unknown: list[str] = []  # NVIDIA PCI ids no source knows: brand-new parts
     for g in found:
+        pci_id = str(g.get("pci_id") or "")
         try:
-            known.append(compat.find_gpu(str(g.get("pci_id") or "")))
+            known.append(compat.find_gpu(pci_id))
+        except compat.UnknownGpuError as e:
+            unknown.append(pci_id)
+            out["warnings"].append(
+                f"{host}: {_label(g)} is an NVIDIA GPU that NVIDIA's own lists do not know, "
+                f"a brand-new part? ({e}); only its driver branch can be checked"
+            )
         except compat.CompatError as e:
             out["warnings"].append(
                 f"{host}: {_label(g)} is not in dlsetup's compatibility data ({e}); "
                 "its driver and CUDA versions are not checked"
             )
-    out["gpus"] = [g.name for g in known]
+    out["gpus"] = [g.name for g in known] + [f"NVIDIA GPU [{p}]" for p in unknown]
 
     problems: list[str] = []
     driver = branch
@@ -150,7 +158,7 @@ def decide(
     if flavor == "auto" and driver is not None:
         out["kernel_modules"] = compat.resolve_kernel_modules(known, driver.split(".")[0])
 
-    if not known:
+    if not known and not unknown:
         out["msg"] = (
             f"{host}: no NVIDIA GPU found"
             + (" that the compatibility data knows" if found else "")
@@ -162,7 +170,7 @@ def decide(
         return out
 
     report = compat.check(
-        [g.pci_id for g in known],
+        [g.pci_id for g in known] + unknown,
         driver=driver,
         cuda=cuda,
         cudnn=cudnn,
@@ -174,7 +182,9 @@ def decide(
     for p in report.problems:
         problems.append(f"{FIELD_VARS.get(p.field, p.field)} ({p.field}): {p.message}")
 
-    gpu_names = ", ".join(sorted({f"{g.name} [{g.pci_id}]" for g in known}))
+    gpu_names = ", ".join(
+        sorted({f"{g.name} [{g.pci_id}]" for g in known} | {f"[{p}]" for p in unknown})
+    )
     asked = [
         f"{k}={v}"
         for k, v in (

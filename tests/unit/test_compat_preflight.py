@@ -156,7 +156,28 @@ def test_distro_cuda_is_checked_when_no_version_is_asked_for():
 def test_unknown_nvidia_gpu_is_a_warning_not_a_stop():
     out = plugin.decide("lab", [gpu("10de:ffff", "future GPU")], settings(), "debian-12")
     assert not out["failed"]
-    assert "not in dlsetup's compatibility data" in out["warnings"][0]
+    assert out["checked"]
+    warning = out["warnings"][0]
+    assert "future GPU [10de:ffff]" in warning and "brand-new part" in warning
+
+
+def test_unknown_nvidia_gpu_stops_only_a_driver_that_cannot_know_it():
+    future = gpu("10de:ffff", "future GPU")
+    old = plugin.decide("lab", [future], settings(nvidia_driver_branch="550"), "debian-12")
+    assert old["failed"]
+    assert "R550 cannot drive 10de:ffff" in old["msg"]
+    new = plugin.decide("lab", [future], settings(nvidia_driver_branch="580"), "debian-12")
+    assert not new["failed"], new["msg"]
+
+
+def test_gpus_missing_from_the_old_table_are_now_checked():
+    # RTX 3060 (10de:2504), RTX A4000 (10de:24b0), GTX 1660, RTX 4070, RTX 5080
+    for pci_id in ("10de:2504", "10de:24b0", "10de:2184", "10de:2786", "10de:2c02"):
+        out = plugin.decide("lab", [gpu(pci_id)], settings(nvidia_driver_branch="580"), None)
+        assert out["checked"] and not out["failed"], (pci_id, out["msg"])
+        assert not [w for w in out["warnings"] if "compatibility data" in w]
+    kepler = plugin.decide("lab", [TESLA_K80], settings(nvidia_driver_branch="535"), None)
+    assert kepler["failed"] and "R470" in kepler["msg"]
 
 
 def test_distro_key():
