@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,23 @@ def start_box(
     box = Box(name, _address(name))
     _wait_ssh(box.address)
     return box
+
+
+@dataclass
+class Boxes:
+    """A test module's boxes: one work folder and SSH key, every box it started
+    removed at the end (also when the module fails)."""
+
+    work: Path
+    key: Path
+    pub: str
+    started: list[str] = field(default_factory=list)
+
+    def start(self, name: str, **kwargs: Any) -> Box:
+        """A fresh box (an old one of that name is removed first): start_box."""
+        if name not in self.started:
+            self.started.append(name)
+        return start_box(name, self.pub, **kwargs)
 
 
 def make_key(directory: Path) -> tuple[Path, str]:

@@ -13,9 +13,11 @@ Every other file names its own containers and archive folders.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.boxes import docker_ready
+from tests.boxes import Boxes, docker_ready, make_key, remove_boxes
 
 LOOP_DISK_FILES = frozenset({"test_disk_layout_box.py", "test_e2e_reinstall.py"})
 
@@ -24,6 +26,7 @@ def xdist_group(filename: str) -> str:
     return "loop-disks" if filename in LOOP_DISK_FILES else filename
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     why = docker_ready()
     for item in items:
@@ -31,3 +34,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.xdist_group(xdist_group(item.path.name)))
         if why is not None:
             item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="module")
+def boxes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Boxes]:
+    work = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    key, pub = make_key(work)
+    kept = Boxes(work, key, pub)
+    try:
+        yield kept
+    finally:
+        remove_boxes(kept.started)

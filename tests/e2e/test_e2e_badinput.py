@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib.util
 import string
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +40,9 @@ from hypothesis import strategies as st
 from tests.boxes import (
     REPO,
     Box,
+    Boxes,
     dlsetup,
-    make_key,
-    remove_boxes,
     snapshot,
-    start_box,
     write_inventory,
 )
 
@@ -162,13 +159,8 @@ KINDS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Box]]:
-    work = tmp_path_factory.mktemp("badinput")
-    key, pub = make_key(work)
-    try:
-        yield work, key, start_box(BOX, pub)
-    finally:
-        remove_boxes([BOX])
+def box(boxes: Boxes) -> tuple[Path, Path, Box]:
+    return boxes.work, boxes.key, boxes.start(BOX)
 
 
 _counter = iter(range(10**6))

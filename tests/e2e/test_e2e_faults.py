@@ -19,7 +19,6 @@ test_e2e_ssh.py.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +29,9 @@ from tests import aptrepo
 from tests.boxes import (
     REPO,
     Box,
+    Boxes,
     dlsetup,
-    make_key,
-    remove_boxes,
     sh,
-    start_box,
     write_inventory,
 )
 
@@ -48,13 +45,8 @@ def _site_has_driver_stage() -> bool:
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Box]]:
-    work = tmp_path_factory.mktemp("faults")
-    key, pub = make_key(work)
-    try:
-        yield work, key, start_box(BOX, pub)
-    finally:
-        remove_boxes([BOX])
+def box(boxes: Boxes) -> tuple[Path, Path, Box]:
+    return boxes.work, boxes.key, boxes.start(BOX)
 
 
 @pytest.mark.skipif(not _site_has_driver_stage(), reason="site.yml has no driver stage yet")

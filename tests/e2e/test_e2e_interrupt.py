@@ -42,7 +42,6 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,13 +53,11 @@ from tests import aptcache
 from tests.boxes import (
     DLSETUP,
     REPO,
+    Boxes,
     CliResult,
     dlsetup,
-    make_key,
     nvidia_mirror_vars,
-    remove_boxes,
     sh,
-    start_box,
     write_inventory,
 )
 
@@ -215,20 +212,15 @@ def packages_consistent(box: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, str]]:
-    work = tmp_path_factory.mktemp("interrupt")
-    key, pub = make_key(work)
-    try:
-        yield work, key, pub
-    finally:
-        remove_boxes([BOX])
+def work(boxes: Boxes) -> Boxes:
+    return boxes
 
 
-def fresh_box(work: Path, key: Path, pub: str, name: str) -> Path:
-    box = start_box(BOX, pub, volumes=[aptcache.archive_volume("e2e-debian12")])
+def fresh_box(boxes: Boxes, name: str) -> Path:
+    box = boxes.start(BOX, volumes=[aptcache.archive_volume("e2e-debian12")])
     return write_inventory(
-        work / name / "hosts.yml",
-        key,
+        boxes.work / name / "hosts.yml",
+        boxes.key,
         {"box1": {"ansible_host": box.address, **nvidia_mirror_vars()}},
     )
 
@@ -263,12 +255,12 @@ def _durations(run: Watched) -> list[tuple[float, int, str]]:
     return out
 
 
-def test_interrupted_runs_resume_and_converge(work: tuple[Path, Path, str]) -> None:
-    root, key, pub = work
+def test_interrupted_runs_resume_and_converge(work: Boxes) -> None:
+    root = work.work
     report: list[str] = []
 
     # Point 1: Ctrl-C at the 4th task.
-    inv = fresh_box(root, key, pub, "p1")
+    inv = fresh_box(work, "p1")
     run = start(inv, root / "p1-run")
     task = interrupt_at(run, 4, signal.SIGINT)
     run.proc.wait(timeout=180)
@@ -286,7 +278,7 @@ def test_interrupted_runs_resume_and_converge(work: tuple[Path, Path, str]) -> N
     longest = max(_durations(resumed))
     heavy = min(max(longest[1], 5), total - 1)
 
-    inv = fresh_box(root, key, pub, "p2")
+    inv = fresh_box(work, "p2")
     run = start(inv, root / "p2-run")
     task = interrupt_at(run, middle, signal.SIGINT)
     run.proc.wait(timeout=180)
@@ -297,7 +289,7 @@ def test_interrupted_runs_resume_and_converge(work: tuple[Path, Path, str]) -> N
     converge_then_no_change(inv, root / "p2-resume")
     report.append(f"SIGINT at task {middle} of {total} ({task})")
 
-    inv = fresh_box(root, key, pub, "p3")
+    inv = fresh_box(work, "p3")
     run = start(inv, root / "p3-run")
     task = interrupt_at(run, heavy, signal.SIGKILL)
     run.proc.wait(timeout=60)

@@ -32,11 +32,9 @@ import pytest
 from tests import aptcache
 from tests.boxes import (
     Box,
+    Boxes,
     dlsetup,
-    make_key,
-    remove_boxes,
     sh,
-    start_box,
     write_inventory,
 )
 
@@ -51,23 +49,20 @@ PROFILE = ("--skip-tags", "cuda,driver,docker,nvidia-container,smoke")
 
 @pytest.fixture(scope="module")
 def lab(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Path, Path, str, aptcache.Cache, dict[str, Box]]]:
-    work = tmp_path_factory.mktemp("lab")
-    key, pub = make_key(work)
+    boxes: Boxes,
+) -> Iterator[tuple[Path, Path, Boxes, aptcache.Cache, dict[str, Box]]]:
     try:
         cache = aptcache.up()
-        boxes = {f"lab{i}": start_box(n, pub) for i, n in enumerate(LAB, 1)}
-        yield work, key, pub, cache, boxes
+        started = {f"lab{i}": boxes.start(n) for i, n in enumerate(LAB, 1)}
+        yield boxes.work, boxes.key, boxes, cache, started
     finally:
-        remove_boxes([*LAB, SOLO])
         aptcache.down()
 
 
 def test_lab_of_four_in_one_run_shares_the_apt_cache(
-    lab: tuple[Path, Path, str, aptcache.Cache, dict[str, Box]],
+    lab: tuple[Path, Path, Boxes, aptcache.Cache, dict[str, Box]],
 ) -> None:
-    work, key, pub, cache, boxes = lab
+    work, key, kept, cache, boxes = lab
     proxy = {"dlsetup_apt_proxy": cache.url}
     inv = write_inventory(
         work / "lab" / "hosts.yml",
@@ -95,7 +90,7 @@ def test_lab_of_four_in_one_run_shares_the_apt_cache(
     )
 
     # One box alone, for the report: same profile, same (now warm) cache.
-    solo = start_box(SOLO, pub)
+    solo = kept.start(SOLO)
     inv1 = write_inventory(
         work / "solo" / "hosts.yml", key, {"solo": {"ansible_host": solo.address, **proxy}}
     )

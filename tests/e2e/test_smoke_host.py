@@ -12,18 +12,14 @@ covered by the replay tests (tests/unit/test_gpucheck.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.boxes import (
-    Box,
+    Boxes,
     dlsetup,
-    make_key,
-    remove_boxes,
     sh,
-    start_box,
     write_inventory,
 )
 
@@ -31,17 +27,12 @@ BOX = "dlsetup-smoke-box1"
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    work = tmp_path_factory.mktemp("smoke")
-    key, pub = make_key(work)
-    b: Box = start_box(BOX, pub)
+def box(boxes: Boxes) -> tuple[Path, Path]:
+    b = boxes.start(BOX)
     inv = write_inventory(
-        work / "inventory" / "hosts.yml", key, {"box1": {"ansible_host": b.address}}
+        boxes.work / "inventory" / "hosts.yml", boxes.key, {"box1": {"ansible_host": b.address}}
     )
-    try:
-        yield work, inv
-    finally:
-        remove_boxes([BOX])
+    return boxes.work, inv
 
 
 def _no_traceback(*texts: str) -> None:
