@@ -23,7 +23,6 @@ from dlsetup.compat.rules import (
     _check_kernel_modules,
     _distinct,
     _distro_defaults,
-    _flavors_possible,
     _parse_cuda,
     _parse_cudnn,
     _parse_driver,
@@ -106,11 +105,12 @@ def check(
 
     if rep.gpus:
         rep.suggestion, rep.suggestion_missing_reason = suggest(rep.gpus)
-        if rep.suggestion is None and _flavors_possible(rep.gpus, None):
+        why = rep.suggestion_missing_reason or ""
+        if rep.suggestion is None and why.startswith("no driver branch"):
             # (a kernel-module conflict is reported by _check_kernel_modules)
-            rep.problems.append(
-                Problem("driver", rep.suggestion_missing_reason or "no driver fits")
-            )
+            rep.problems.append(Problem("driver", why))
+        elif rep.suggestion is None and why.startswith("no CUDA"):
+            rep.warnings.append(Problem("cuda", why))
         if drv is not None:
             _check_driver(data, rep.gpus, drv, rep)
         if cu is not None:

@@ -135,6 +135,7 @@ _NOT_A_GPU = re.compile(
     r"Audio|USB|UCSI|NVSwitch|[Bb]ridge|PCIe host|Root Port|Controller|SMBus|Ethernet|"
     r"Coprocessor|Memory|SATA|LPC|Reserved"
 )
+_GPU_CHIP = re.compile(r"^G[A-Z]\d{3}")  # GA102, GR100: a GPU chip codename
 _PCI_LINE = re.compile(r"^\t([0-9a-f]{4})  (.*)$")
 
 
@@ -351,11 +352,14 @@ def build_gpus(raw: Mapping[str, Any], root: Path) -> dict[str, Any]:
     current = {k for k, a in raw["architectures"]["items"].items() if a["max_branch"] is None}
     devices = _collect(lists, pci, open_first)
     placed: dict[str, tuple[_Device, dict[str, Any]]] = {}
+    unplaced: dict[str, str] = {}
     for devid, d in sorted(devices.items()):
         place = _place(d, rules, fallback)
         if place is None:
             if d.listed_in:
                 raise ValueError(f"10de:{devid} {d.primary}: no chip rule places {d.chip!r}")
+            if _GPU_CHIP.match(d.chip) and not _NOT_A_GPU.search(d.pci_name):
+                unplaced[devid] = d.pci_name  # a chip of an architecture not in the rules
             continue
         if not d.listed_in and (place.arch not in current or _NOT_A_GPU.search(d.pci_name)):
             continue  # not a GPU, or an unreleased sample of a finished architecture
@@ -381,6 +385,8 @@ def build_gpus(raw: Mapping[str, Any], root: Path) -> dict[str, Any]:
         "inputs": entries,
         "lists": list(lists),
         "pci_ids_version": pci_version.group(1) if pci_version else None,
+        # pci.ids GPU chips no architecture rule places yet (e.g. Rubin's GR100)
+        "unplaced": unplaced,
         "gpus": models,
     }
 

@@ -228,6 +228,7 @@ def _parse_data(raw: Any, gpu_table: Any = None) -> CompatData:
         by_pci_id={p: g for g in gpus for p in g.pci_ids},
         driver_lists=tuple(str(r) for r in table.get("lists") or ()),
         pci_ids_version=_opt_str(table.get("pci_ids_version")),
+        unplaced={str(k): str(v) for k, v in _map(table.get("unplaced") or {}, "unplaced").items()},
         gpu_inputs=tuple(_map(e, "gpus.json: inputs") for e in table.get("inputs") or ()),
         cuda=cuda,
         minor_compat_floor=floors,

@@ -161,6 +161,12 @@ def find_gpu(name_or_pci_id: str) -> Gpu:
 
 def _unknown_message(data: CompatData, device: str) -> str:
     lists = ", ".join(f"R{r.split('.')[0]}" for r in data.driver_lists) or "none"
+    if device in data.unplaced:
+        return (
+            f"PCI id {NVIDIA_VENDOR_ID}:{device} ({data.unplaced[device]} in pci.ids) is in none "
+            f"of NVIDIA's supported-GPU lists (drivers {lists}) and its chip is of an "
+            "architecture this data has no rules for yet: a part newer than this data"
+        )
     return (
         f"PCI id {NVIDIA_VENDOR_ID}:{device} is in neither NVIDIA's supported-GPU lists "
         f"(drivers {lists}) nor pci.ids {data.pci_ids_version or ''}".rstrip()

@@ -239,6 +239,7 @@ class CompatData:
     driver_lists: tuple[str, ...] = ()  # the supported-gpus.json releases the table used
     pci_ids_version: str | None = None
     gpu_inputs: tuple[Mapping[str, str], ...] = ()  # gpus.json's inputs (package, suite, date)
+    unplaced: Mapping[str, str] = field(default_factory=dict)  # pci.ids GPU chips no rule places
 
     def cuda_versions(self) -> list[str]:
         return sorted(self.cuda, key=_v)
