@@ -59,6 +59,22 @@ def wall(argv: list[str], repeat: int) -> list[float]:
     return times
 
 
+def floors(repeat: int) -> dict[str, float]:
+    """Median seconds of what every run pays before compat does anything."""
+    out = {}
+    for label, code in (
+        ("Python start-up alone", "pass"),
+        ("Python + `import dlsetup.cli` (the whole CLI's imports)", "import dlsetup.cli"),
+    ):
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False)
+            times.append(time.perf_counter() - t0)
+        out[label] = statistics.median(times)
+    return out
+
+
 def in_process() -> dict[str, float]:
     """Milliseconds for the parts, in this process (imports warm, caches cold)."""
     sys.path.insert(0, str(ROOT))
@@ -95,6 +111,7 @@ def main() -> int:
         verdict = "meets the target" if med < TARGET_S else "**misses the target**"
         shown = " ".join(a if " " not in a else f'"{a}"' for a in argv)
         rows.append(f"| `dlsetup compat {shown}` | {med:.3f} s | {worst:.3f} s | {verdict} |")
+    base = floors(args.repeat)
     parts = in_process()
     load_end = os.getloadavg()
     commit = subprocess.run(
@@ -123,6 +140,10 @@ def main() -> int:
             "| query | median | worst | target |",
             "|---|---:|---:|---|",
             *rows,
+            "",
+            "What every run pays first (median, fresh processes):",
+            "",
+            *[f"- {k}: {v:.3f} s" for k, v in base.items()],
             "",
             "In-process parts (one run, caches cold):",
             "",
