@@ -137,6 +137,10 @@ def find_gpu(name_or_pci_id: str) -> Gpu:
         vendor, device = m.group("vendor"), m.group("device")
         if vendor is not None and vendor != NVIDIA_VENDOR_ID:
             raise CompatError(f"GPU {query!r}: vendor {vendor} is not NVIDIA (10de)")
+        bare_number = vendor is None and low.isdigit()  # "1080": a model number or an id?
+        named = _name_matches(data, low) if bare_number else []
+        if named:
+            return _resolve(query, named)  # the model users mean, not 10de:1080 (GTX 580)
         if device in data.by_pci_id:
             return _for_id(data.by_pci_id[device], device)
         if vendor is not None or low.startswith("0x"):

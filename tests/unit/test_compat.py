@@ -515,7 +515,7 @@ def test_suggestions_for_legacy_gpus(gpu, expected):
     assert (s.driver_branch, s.cuda, s.cudnn, s.kernel_modules) == expected
 
 
-@pytest.mark.parametrize("gpu", [g.pci_ids[0] for g in load().gpus])
+@pytest.mark.parametrize("gpu", [f"10de:{g.pci_ids[0]}" for g in load().gpus])
 def test_every_suggestion_passes_its_own_check(gpu):
     g = find_gpu(gpu)
     s, why = suggest([g])

@@ -222,6 +222,14 @@ def test_names_users_type(typed, model):
     )
 
 
+def test_a_bare_number_is_the_model_number_people_mean():
+    # 10de:1080 is a GTX 580 and 10de:2080 a GA100 part, but "1080" means the GTX 1080
+    assert find_gpu("1080").name.endswith("GTX 1080")
+    assert find_gpu("2080").name.endswith("RTX 2080")
+    assert find_gpu("10de:1080").name.endswith("GTX 580")
+    assert find_gpu("2504").pci_ids[0] == "2504"  # no model is called 2504: the id
+
+
 def test_one_name_over_several_device_ids_is_one_answer():
     gpu = find_gpu("RTX 3060")
     assert {"2487", "2503", "2504", "2544"} <= set(gpu.pci_ids)
