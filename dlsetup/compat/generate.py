@@ -93,6 +93,46 @@ def outputs(root: Path) -> dict[Path, str]:
     }
 
 
+def line_changes(old: str, new: str) -> list[str]:
+    """The changed lines, as a unified diff's - and + lines."""
+    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), n=0, lineterm="")
+    return [d for d in diff if d[:1] in "+-" and d[:3] not in ("+++", "---")]
+
+
+def _by_id(text: str) -> dict[str, dict[str, Any]]:
+    try:
+        table = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return {p: m for m in table.get("gpus", []) for p in m["pci_ids"]}
+
+
+def _describe(m: Mapping[str, Any]) -> str:
+    how = "inferred" if not m["listed_in"] else f"listed to R{m['listed_in'][-1].split('.')[0]}"
+    return f"{m['name']} ({m['arch']}, {how})"
+
+
+def gpu_changes(old: str, new: str) -> list[str]:
+    """What changed in gpus.json, per PCI id: new, gone, or which facts moved."""
+    before, after = _by_id(old), _by_id(new)
+    lines = [f"new      10de:{p} {_describe(after[p])}" for p in sorted(set(after) - set(before))]
+    lines += [f"gone     10de:{p} {_describe(before[p])}" for p in sorted(set(before) - set(after))]
+    for p in sorted(set(before) & set(after)):
+        a, b = before[p], after[p]
+        moved = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(b) if k != "pci_ids"
+                 and a.get(k) != b.get(k)]  # fmt: skip
+        if moved:
+            lines.append(f"changed  10de:{p} {b['name']}: " + "; ".join(moved))
+    head_old = {k: v for k, v in (json.loads(old) if old else {}).items() if k != "gpus"}
+    head_new = {k: v for k, v in json.loads(new).items() if k != "gpus"}
+    if head_old != head_new:
+        lines.append("inputs   " + "; ".join(
+            f"{e['package']} {e['version']} ({e['suite']}, {e['fetched']})"
+            for e in head_new.get("inputs", [])
+        ))  # fmt: skip
+    return lines
+
+
 def write_outputs(root: Path, *, check_only: bool, out: TextIO) -> int:
     """Write (or with ``check_only`` compare) the outputs; print what changed.
     Returns 1 when ``check_only`` finds a stale file, else 0."""
@@ -104,13 +144,12 @@ def write_outputs(root: Path, *, check_only: bool, out: TextIO) -> int:
             print(f"unchanged  {rel}", file=out)
             continue
         stale += 1
-        diff = difflib.unified_diff(
-            old.splitlines(), text.splitlines(), str(rel), str(rel), n=0, lineterm=""
-        )
-        changed = [d for d in diff if d[:1] in "+-" and d[:3] not in ("+++", "---")]
-        print(f"{'stale' if check_only else 'updated'}    {rel} ({len(changed)} lines)", file=out)
-        for line in changed[:40]:
+        changed = gpu_changes(old, text) if path.name.endswith(".json") else line_changes(old, text)
+        print(f"{'stale' if check_only else 'updated'}    {rel} ({len(changed)} changes)", file=out)
+        for line in changed[:60]:
             print(f"    {line}", file=out)
+        if len(changed) > 60:
+            print(f"    ... and {len(changed) - 60} more", file=out)
         if not check_only:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,20 @@ def test_cuda_drivers_answers_what_compat_yml_says():
     assert cuda_drivers.max_cuda_for_driver("396.37") == "9.2"
     assert cuda_drivers.max_cuda_for_driver("535.261.03") == "12.2"
     assert cuda_drivers.max_cuda_for_driver("340.108") is None
+
+
+def test_gpu_changes_names_new_gone_and_moved_ids():
+    text = (ROOT / generate.GPUS_PATH).read_text(encoding="utf-8")
+    table = json.loads(text)
+    models = table["gpus"]
+    first, second = models[0], models[1]
+    edited = dict(table, gpus=[dict(first, legacy_branch=999), *models[2:]])
+    lines = generate.gpu_changes(text, json.dumps(edited))
+    assert any(
+        line.startswith(f"changed  10de:{first['pci_ids'][0]}") and "legacy_branch" in line
+        for line in lines
+    )
+    assert any(line.startswith(f"gone     10de:{second['pci_ids'][0]}") for line in lines)
+    back = generate.gpu_changes(json.dumps(edited), text)
+    assert any(line.startswith(f"new      10de:{second['pci_ids'][0]}") for line in back)
+    assert generate.gpu_changes(text, text) == []
