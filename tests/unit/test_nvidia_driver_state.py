@@ -257,3 +257,160 @@ def test_gather_reads_the_previous_runs_state(tmp_path):
     assert out["secure_boot"] == "unsupported" and out["mok"] == "no-key"
     assert out["loaded_version"] == "535.261.03"
     assert out["reboot"]["action"] == "none"
+
+
+# ------------------------------------------------------------------ kernels, headers, DKMS
+#
+# A faked system root: /lib/modules/<v> (with build/Makefile where the headers
+# are installed) and /boot/vmlinuz-<v>, as Debian's linux-image and
+# linux-headers packages leave them; `dkms status` as dkms 3.0 (Debian 12) and
+# dkms 2.8 (Ubuntu 22.04) print it.
+
+DKMS3 = (
+    "nvidia-current/535.261.03, 6.1.0-50-amd64, x86_64: installed\n"
+    "nvidia-current/535.261.03, 6.1.0-57-amd64, x86_64: built\n"
+)
+
+
+def kernel(root: Path, release: str, image: bool = True, headers: bool = True) -> None:
+    mods = root / "lib" / "modules" / release
+    mods.mkdir(parents=True, exist_ok=True)
+    if headers:
+        (mods / "build").mkdir(exist_ok=True)
+        (mods / "build" / "Makefile").write_text("# kernel headers\n")
+    if image:
+        (root / "boot").mkdir(exist_ok=True)
+        (root / "boot" / f"vmlinuz-{release}").write_bytes(b"MZ")
+
+
+@pytest.mark.parametrize(
+    ("distribution", "running", "images", "expected"),
+    [
+        ("Debian", "6.1.0-50-amd64", [], "linux-headers-amd64"),
+        ("Debian", "6.1.0-50-cloud-amd64", [], "linux-headers-cloud-amd64"),
+        ("Debian", "6.1.0-50-rt-amd64", [], "linux-headers-rt-amd64"),
+        ("Debian", "6.12.48+deb13-amd64", [], "linux-headers-amd64"),
+        ("Debian", "6.12.48+deb13-arm64", [], "linux-headers-arm64"),
+        (
+            "Ubuntu",
+            "6.8.0-45-generic",
+            ["linux-image-generic", "linux-image-6.8.0-45-generic"],
+            "linux-headers-generic",
+        ),
+        (
+            "Ubuntu",
+            "6.8.0-45-generic",
+            ["linux-image-generic-hwe-22.04", "linux-image-6.8.0-45-generic"],
+            "linux-headers-generic-hwe-22.04",
+        ),
+        (
+            "Ubuntu",
+            "6.8.0-1015-aws",
+            ["linux-image-aws", "linux-image-6.8.0-1015-aws"],
+            "linux-headers-aws",
+        ),
+        ("Ubuntu", "6.8.0-45-lowlatency", [], "linux-headers-lowlatency"),
+        # a kernel that is not the distribution's (a container host's, a custom build)
+        ("Debian", "6.18.44-fc-v1147", [], None),
+        ("Debian", "6.1.0-custom", [], None),
+        ("Fedora", "6.1.0-50-amd64", [], None),
+    ],
+)
+def test_headers_metapackage_follows_the_running_kernels_flavour(
+    distribution, running, images, expected
+):
+    assert state.headers_metapackage(distribution, running, images) == expected
+
+
+def test_kernels_are_those_with_an_image_and_modules(tmp_path):
+    kernel(tmp_path, "6.1.0-9-amd64")
+    kernel(tmp_path, "6.1.0-50-amd64", headers=False)
+    kernel(tmp_path, "6.1.0-10-amd64", image=False)  # leftovers of a removed kernel
+    got = state.installed_kernels(str(tmp_path), "6.1.0-9-amd64", container=False)
+    assert [(k["kernel"], k["running"], k["headers"]) for k in got] == [
+        ("6.1.0-9-amd64", True, True),
+        ("6.1.0-50-amd64", False, False),
+    ]
+
+
+def test_in_a_container_kernels_are_counted_by_their_headers(tmp_path):
+    kernel(tmp_path, "6.1.0-50-amd64", image=False)
+    kernel(tmp_path, "6.1.0-57-amd64", image=False)
+    (tmp_path / "lib" / "modules" / "6.1.0-3-amd64").mkdir()  # no headers, no image
+    got = state.installed_kernels(str(tmp_path), "6.18.44-host", container=True)
+    assert [k["kernel"] for k in got] == ["6.1.0-50-amd64", "6.1.0-57-amd64"]
+    assert state.installed_kernels(str(tmp_path), "6.18.44-host", container=False) == []
+
+
+def test_dkms_status_parsed_for_dkms_3_and_2():
+    assert state.parse_dkms_status(
+        DKMS3 + "nvidia-current/535.261.03: added\nzfs/2.1.11, 6.1.0-50-amd64, x86_64: installed\n"
+    ) == {
+        "6.1.0-50-amd64": {"nvidia-current": "installed"},
+        "6.1.0-57-amd64": {"nvidia-current": "built"},
+    }
+    old = "nvidia, 535.183.01, 6.8.0-45-generic, x86_64: installed (WARNING! Diff between built and installed module!)\n"
+    assert state.parse_dkms_status(old) == {"6.8.0-45-generic": {"nvidia": "installed"}}
+
+
+def test_module_per_kernel_says_built_missing_or_no_headers(tmp_path):
+    kernel(tmp_path, "6.1.0-50-amd64")
+    kernel(tmp_path, "6.1.0-57-amd64")
+    kernel(tmp_path, "6.1.0-60-amd64", headers=False)
+    kernels = state.installed_kernels(str(tmp_path), "6.1.0-50-amd64", container=False)
+    got = state.module_per_kernel(kernels, state.parse_dkms_status(DKMS3))
+    assert [(k["kernel"], k["module"]) for k in got] == [
+        ("6.1.0-50-amd64", "built"),
+        ("6.1.0-57-amd64", "missing"),  # built but not installed: autoinstall finishes it
+        ("6.1.0-60-amd64", "no-headers"),
+    ]
+    assert got[1]["dkms"] == "nvidia-current: built"
+    assert got[2]["dkms"] == "not built"
+
+
+def test_gather_reports_every_kernel_and_the_missing_ones(tmp_path):
+    kernel(tmp_path, "6.1.0-50-amd64")
+    kernel(tmp_path, "6.1.0-57-amd64", headers=False)
+    got = state.gather(
+        {
+            "mok_cert": "/var/lib/dlsetup/mok/dlsetup-mok.der",
+            "state_file": "/var/lib/dlsetup/nvidia_driver.json",
+            "sysroot": str(tmp_path),
+            "distribution": "Debian",
+            "running_kernel": "6.1.0-50-amd64",
+            "dkms_status": DKMS3,
+            "image_packages": [],
+        }
+    )
+    assert got["headers_metapackage"] == "linux-headers-amd64"
+    assert [k["kernel"] for k in got["kernels"]] == ["6.1.0-50-amd64", "6.1.0-57-amd64"]
+    assert [(k["kernel"], k["module"]) for k in got["modules_missing"]] == [
+        ("6.1.0-57-amd64", "no-headers")
+    ]
+
+
+# ------------------------------------------------------------------ NVSwitch, display manager
+
+
+def pci(root: Path, slot: str, vendor: str, cls: str) -> None:
+    d = root / "sys" / "bus" / "pci" / "devices" / slot
+    d.mkdir(parents=True)
+    (d / "vendor").write_text(vendor + "\n")
+    (d / "class").write_text(cls + "\n")
+
+
+def test_nvswitches_are_nvidia_bridges_of_class_0680(tmp_path):
+    pci(tmp_path, "0000:07:00.0", "0x10de", "0x068000")  # NVSwitch (HGX H100 has 4)
+    pci(tmp_path, "0000:08:00.0", "0x10de", "0x068000")
+    pci(tmp_path, "0000:18:00.0", "0x10de", "0x030200")  # the GPU itself
+    pci(tmp_path, "0000:00:1f.0", "0x8086", "0x068000")  # someone else's bridge
+    assert state.nvswitch_count(str(tmp_path)) == 2
+    assert state.nvswitch_count(str(tmp_path / "nothing")) == 0
+
+
+def test_display_manager_from_the_systemd_alias(tmp_path):
+    assert state.display_manager(str(tmp_path)) is False
+    d = tmp_path / "etc" / "systemd" / "system"
+    d.mkdir(parents=True)
+    (d / "display-manager.service").symlink_to("/lib/systemd/system/gdm3.service")  # dangling here
+    assert state.display_manager(str(tmp_path)) is True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -58,6 +59,21 @@ options:
     description: The role blacklists nouveau (a loaded nouveau then needs a reboot).
     type: bool
     default: true
+  distribution:
+    description: ansible_facts.distribution (Debian, Ubuntu); picks the headers metapackage.
+    type: str
+    default: ""
+  running_kernel:
+    description: Release of the running kernel; empty for uname's (tests set it).
+    type: str
+    default: ""
+  dkms_status:
+    description: Output of C(dkms status) (tests); when absent it is run.
+    type: str
+  image_packages:
+    description: Installed linux-image-* packages (tests); when absent dpkg-query is asked.
+    type: list
+    elements: str
   sysroot:
     description: Prefix for every path read (tests).
     type: str
@@ -85,6 +101,26 @@ reboot:
   description: reasons, action (none, reboot, stop, skip) and message
   type: dict
   returned: always
+running_kernel: {description: release of the running kernel, type: str, returned: always}
+kernels:
+  description: >-
+    every installed kernel (release, running, image, headers, module: built / missing /
+    no-headers, dkms: DKMS's word), oldest first
+  type: list
+  returned: always
+modules_missing:
+  description: the kernels of C(kernels) whose NVIDIA module is not built
+  type: list
+  returned: always
+headers_metapackage:
+  description: the headers metapackage that follows the running kernel's flavour, or null
+  type: str
+  returned: always
+nvswitch_count:
+  description: NVSwitch bridges on the PCI bus (NVIDIA, class 0x0680)
+  type: int
+  returned: always
+display_manager: {description: a display manager is enabled, type: bool, returned: always}
 """
 
 SECURE_BOOT_PREFIX = "SecureBoot-"
@@ -258,6 +294,143 @@ def reboot_plan(
     }
 
 
+# ------------------------------------------------------------------ kernels and DKMS
+
+# Debian 12: 6.1.0-50-amd64, 6.1.0-50-cloud-amd64, 6.1.0-50-rt-amd64, 6.1.0-50-arm64;
+# Debian 13: 6.12.48+deb13-amd64, 6.12.48+deb13-cloud-amd64; Ubuntu: 6.8.0-45-generic,
+# 6.8.0-1015-aws, 6.8.0-45-lowlatency. The flavour is what follows the version and ABI.
+_KERNEL_FLAVOUR = re.compile(
+    r"^\d+\.\d+(?:\.\d+)?(?:\+deb\d+(?:u\d+)?|-\d+)-(?P<flavour>[a-z0-9][a-z0-9-]*)$"
+)
+_VERSION_KEY = re.compile(r"(\d+)")
+
+
+def kernel_flavour(release: str) -> str | None:
+    m = _KERNEL_FLAVOUR.match(release)
+    return m.group("flavour") if m else None
+
+
+def _version_key(release: str) -> list[Any]:
+    return [int(p) if p.isdigit() else p for p in _VERSION_KEY.split(release)]
+
+
+def headers_metapackage(distribution: str, running: str, image_packages: list[str]) -> str | None:
+    """The headers metapackage that brings the headers of every future kernel of
+    the running kernel's flavour (None: the running kernel is not the
+    distribution's, e.g. a custom or a container host's kernel).
+
+    Debian: linux-headers-<flavour> (amd64, cloud-amd64, rt-amd64, arm64 ...).
+    Ubuntu: the linux-image-* metapackage installed for that flavour decides
+    (linux-image-generic-hwe-24.04 -> linux-headers-generic-hwe-24.04), else
+    linux-headers-<flavour>."""
+    flavour = kernel_flavour(running)
+    if not flavour:
+        return None
+    if distribution == "Ubuntu":
+        metas = sorted(
+            p
+            for p in image_packages
+            if p.startswith("linux-image-")
+            and not re.match(r"^linux-image-(unsigned-)?\d", p)
+            and p[len("linux-image-") :].split("-")[0] == flavour.split("-")[0]
+        )
+        # the HWE metapackage is what follows the kernel the box boots
+        metas.sort(key=lambda p: ("hwe" not in p, p))
+        if metas:
+            return "linux-headers-" + metas[0][len("linux-image-") :]
+        return f"linux-headers-{flavour}"
+    if distribution == "Debian":
+        return f"linux-headers-{flavour}"
+    return None
+
+
+def installed_kernels(sysroot: str, running: str, container: bool) -> list[dict[str, Any]]:
+    """Kernels this box can boot: /lib/modules/<v> with /boot/vmlinuz-<v>, and
+    whether their headers are there (/lib/modules/<v>/build/Makefile).
+
+    In a container nothing boots and /boot is empty, so there a kernel counts
+    when its headers are installed: they are the only trace of it, and what
+    DKMS builds against (this is how the tests build the real module for real
+    Debian kernels without installing 400 MB kernel images)."""
+    base = sysroot + "/lib/modules"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        names = []
+    out = []
+    for v in sorted(names, key=_version_key):
+        if not os.path.isdir(os.path.join(base, v)):
+            continue
+        image = os.path.exists(f"{sysroot}/boot/vmlinuz-{v}")
+        headers = os.path.isfile(os.path.join(base, v, "build", "Makefile"))
+        if image or (container and headers):
+            out.append({"kernel": v, "running": v == running, "image": image, "headers": headers})
+    return out
+
+
+def parse_dkms_status(text: str) -> dict[str, dict[str, str]]:
+    """`dkms status` -> {kernel: {module: state}} for the nvidia modules.
+
+    dkms 3: "nvidia-current/535.261.03, 6.1.0-50-amd64, x86_64: installed";
+    dkms 2: "nvidia, 535.183.01, 6.8.0-45-generic, x86_64: installed"; a
+    module only added has no kernel ("nvidia-current/535.261.03: added")."""
+    out: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        head, sep, state = line.partition(":")
+        if not sep or not head.startswith("nvidia"):
+            continue
+        fields = [f.strip() for f in head.split(",")]
+        if "/" in fields[0]:
+            fields = [*fields[0].split("/", 1), *fields[1:]]
+        if len(fields) < 3:
+            continue
+        module, kernel = fields[0], fields[2]
+        word = state.strip().split(" ", 1)[0].rstrip(",")
+        out.setdefault(kernel, {})[module] = word
+    return out
+
+
+def module_per_kernel(
+    kernels: list[dict[str, Any]], dkms: dict[str, dict[str, str]]
+) -> list[dict[str, Any]]:
+    """Each kernel with `module`: built (DKMS installed it), missing (headers are
+    there: DKMS can build it now) or no-headers (it cannot be built)."""
+    out = []
+    for k in kernels:
+        states = dkms.get(k["kernel"], {})
+        built = any(s == "installed" for s in states.values())
+        word = ", ".join(f"{m}: {s}" for m, s in sorted(states.items())) or "not built"
+        module = "built" if built else ("missing" if k["headers"] else "no-headers")
+        out.append({**k, "module": module, "dkms": word})
+    return out
+
+
+# ------------------------------------------------------------------ day-2 settings
+
+NVIDIA_VENDOR = "0x10de"
+NVSWITCH_CLASS = "0x0680"  # bridge, "other": how NVSwitches show on HGX boards
+
+
+def nvswitch_count(sysroot: str) -> int:
+    base = sysroot + "/sys/bus/pci/devices"
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return 0
+    count = 0
+    for name in names:
+        vendor = (_read(os.path.join(base, name, "vendor")) or b"").decode().strip().lower()
+        cls = (_read(os.path.join(base, name, "class")) or b"").decode().strip().lower()
+        if vendor == NVIDIA_VENDOR and cls.startswith(NVSWITCH_CLASS):
+            count += 1
+    return count
+
+
+def display_manager(sysroot: str) -> bool:
+    """A desktop: systemd's display-manager.service alias is set (gdm, sddm, lightdm ...)."""
+    return os.path.lexists(sysroot + "/etc/systemd/system/display-manager.service")
+
+
 def read_state(path: str) -> dict[str, Any]:
     data = _read(path)
     if not data:
@@ -310,6 +483,16 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         reboot_enabled=bool(params.get("reboot_enabled", True)),
         mok=mok,
     )
+    running = params.get("running_kernel") or os.uname().release
+    dkms_text = params.get("dkms_status")
+    if dkms_text is None:
+        dkms_text = (_run(["dkms", "status"]) or "") if live else ""
+    images = params.get("image_packages")
+    if images is None:
+        images = _installed_images() if live else []
+    kernels = module_per_kernel(
+        installed_kernels(root, running, container), parse_dkms_status(dkms_text)
+    )
     return {
         "secure_boot": sb,
         "mok": mok,
@@ -318,7 +501,24 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         "nouveau_loaded": "nouveau" in mods,
         "previous": read_state(root + params["state_file"]),
         "reboot": plan,
+        "running_kernel": running,
+        "kernels": kernels,
+        "modules_missing": [k for k in kernels if k["module"] != "built"],
+        "headers_metapackage": headers_metapackage(
+            params.get("distribution") or "", running, images
+        ),
+        "nvswitch_count": nvswitch_count(root),
+        "display_manager": display_manager(root),
     }
+
+
+def _installed_images() -> list[str]:
+    text = (
+        _run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Package}\\n", "linux-image-*"]) or ""
+    )
+    return [
+        f[1] for f in (line.split() for line in text.splitlines()) if len(f) == 2 and f[0] == "ii"
+    ]
 
 
 def main() -> None:
@@ -332,6 +532,10 @@ def main() -> None:
             "reboot_enabled": {"type": "bool", "default": True},
             "gpu_count": {"type": "int", "default": 0},
             "nouveau_blacklisted": {"type": "bool", "default": True},
+            "distribution": {"type": "str", "default": ""},
+            "running_kernel": {"type": "str", "default": ""},
+            "dkms_status": {"type": "str"},
+            "image_packages": {"type": "list", "elements": "str"},
             "sysroot": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
