@@ -65,6 +65,7 @@ CHECK_IDS = (
     "nvidia-gpu-present",
     "nouveau-loaded",
     "nvidia-module-missing",
+    "nvidia-module-missing-for-kernel",
     "driver-library-mismatch",
     "nvidia-smi",
     "gpu-ecc-errors",
@@ -757,6 +758,86 @@ def check_nvidia_module(ctx: Context) -> CheckResult:
         f"autoinstall -k {kernel} && sudo modprobe nvidia (a kernel upgrade without its headers "
         "leaves DKMS unable to build; the nvidia_driver role installs the headers "
         "metapackage).",
+    )
+
+
+def _kernel_key(release: str) -> list[Any]:
+    """'6.1.0-31-amd64' sorts after '6.1.0-28-amd64' (numbers compared as numbers)."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", release)]
+
+
+def _module_for_kernel(ctx: Context, kernel: str) -> str | None:
+    """The nvidia module's version built for ``kernel`` (Debian names it nvidia-current)."""
+    for name in ("nvidia", "nvidia-current"):
+        res = ctx.run(["modinfo", "-k", kernel, "-F", "version", name])
+        if res.ok and res.stdout.strip():
+            return res.stdout.strip().splitlines()[0]
+    return None
+
+
+def check_nvidia_module_for_kernels(ctx: Context) -> CheckResult:
+    """Every kernel the box can boot (/lib/modules/<v> with /boot/vmlinuz-<v>) has the
+    module: unattended-upgrades installs kernels, and one without the module is a box
+    without a GPU after the next reboot."""
+    check_id = "nvidia-module-missing-for-kernel"
+    running = ctx.kernel_release()
+    trees = ctx.probe.list_dir("/lib/modules")
+    boot = ctx.probe.list_dir("/boot")
+    if trees is None or boot is None:
+        return CheckResult(check_id, SKIP, "cannot list /lib/modules and /boot (a container?)")
+    kernels = sorted((v for v in trees if "vmlinuz-" + v in boot), key=_kernel_key)
+    if not kernels:
+        return CheckResult(check_id, SKIP, "no kernel with an image in /boot")
+    found = {k: _module_for_kernel(ctx, k) for k in kernels}
+    if running in found and found[running] is None and ctx.nvidia_module_loaded():
+        found[running] = ctx.kernel_module_version()[0] or "loaded"
+    if all(v is None for v in found.values()):
+        return CheckResult(
+            check_id, SKIP, "no nvidia module for any installed kernel (see nvidia-module-missing)"
+        )
+    missing = [k for k, v in found.items() if v is None]
+    listing = ", ".join(
+        f"{k}{' (running)' if k == running else ''}: {v or 'none'}" for k, v in found.items()
+    )
+    if not missing:
+        versions = sorted({v for v in found.values() if v and v != "loaded"})
+        if len(versions) > 1:
+            return CheckResult(
+                check_id,
+                WARN,
+                f"the kernels have different nvidia modules ({listing})",
+                "Rebuild for every kernel (sudo dkms autoinstall -k <kernel> for each, or run "
+                "dlsetup's driver stage): booting a kernel with the older module gives "
+                "'Driver/library version mismatch'.",
+            )
+        return CheckResult(
+            check_id, PASS, f"the nvidia module is built for every installed kernel ({listing})"
+        )
+    names = ", ".join(missing)
+    remedy = (
+        "Build it before rebooting: sudo apt-get install "
+        + " ".join(f"linux-headers-{k}" for k in missing)
+        + " && "
+        + " && ".join(f"sudo dkms autoinstall -k {k}" for k in missing)
+        + " (dlsetup's driver stage installs the headers metapackage so every new kernel gets "
+        "headers, and builds for every kernel). If the build fails, the kernel is newer than "
+        "the driver branch supports: install a newer branch, or hold that kernel back (apt-mark "
+        "hold the linux-image metapackage, remove the new linux-image-<kernel>)."
+    )
+    if running in missing:
+        return CheckResult(
+            check_id,
+            FAIL,
+            f"no nvidia module for the running kernel {running} ({listing}; see "
+            "nvidia-module-missing)",
+            remedy,
+        )
+    return CheckResult(
+        check_id,
+        WARN,
+        f"no nvidia module for kernel {names}, which the box can boot (running: {running}): "
+        f"a reboot into it leaves the box without a GPU ({listing})",
+        remedy,
     )
 
 
@@ -1667,6 +1748,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], CheckResult]], ...] = (
     ("nvidia-gpu-present", check_gpu_present),
     ("nouveau-loaded", check_nouveau),
     ("nvidia-module-missing", check_nvidia_module),
+    ("nvidia-module-missing-for-kernel", check_nvidia_module_for_kernels),
     ("driver-library-mismatch", check_driver_library_mismatch),
     ("nvidia-smi", check_nvidia_smi),
     ("gpu-ecc-errors", check_ecc),

@@ -195,7 +195,7 @@ def test_table_output_lists_checks_and_fixes(capsys: Any) -> None:
     out = capsys.readouterr().out
     assert "FAIL   nvme-link-degraded" in out
     assert "fix: Move the drive" in out
-    assert out.rstrip().splitlines()[-1].startswith("FAILED: 16 checks, 1 failed")
+    assert out.rstrip().splitlines()[-1].startswith("FAILED: 17 checks, 1 failed")
 
 
 # -- variations of the healthy box ---------------------------------------------
@@ -846,3 +846,46 @@ def test_readme_lists_every_check_id_with_a_line() -> None:
     section = text.split("### Smoke test checks", 1)[1].split("\n## ", 1)[0]
     listed = [line.split("`")[1] for line in section.splitlines() if line.startswith("- `")]
     assert listed == [*CHECK_IDS, checks.INTERNAL_ERROR]
+
+
+def test_module_missing_for_a_kernel_that_is_not_running_warns() -> None:
+    """unattended-upgrades installed 6.1.0-31 without headers while 6.1.0-28 runs: the
+    GPU works today, a reboot would lose it. A warning with the build command, exit 0."""
+    report = replay("nvidia-module-missing-for-kernel")
+    result = report.check("nvidia-module-missing-for-kernel")
+    assert result is not None
+    assert result.status == "warn", result.message
+    assert "6.1.0-31-amd64" in result.message and "running: 6.1.0-28-amd64" in result.message
+    assert "linux-headers-6.1.0-31-amd64" in result.remedy
+    assert "dkms autoinstall -k 6.1.0-31-amd64" in result.remedy
+    assert "newer" in result.remedy and "hold" in result.remedy
+    assert statuses(report)["nvidia-module-missing"] == "pass"
+    assert report.exit_code == 0
+
+
+def test_healthy_bundle_has_the_module_for_its_kernel() -> None:
+    result = replay("healthy").check("nvidia-module-missing-for-kernel")
+    assert result is not None and result.status == "pass"
+    assert "6.1.0-28-amd64 (running): 535.261.03" in result.message
+
+
+def test_module_missing_for_the_running_kernel_fails_this_check_too() -> None:
+    result = replay("nvidia-module-missing").check("nvidia-module-missing-for-kernel")
+    assert result is not None and result.status == "fail"
+    assert "running kernel 6.1.0-31-amd64" in result.message
+
+
+def test_kernels_with_different_module_versions_warn(tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(FIXTURES / "healthy", bundle)
+    dirs = json.loads((bundle / "dirs.json").read_text())
+    dirs["/lib/modules"] = ["6.1.0-27-amd64", "6.1.0-28-amd64"]
+    dirs["/boot"] = ["vmlinuz-6.1.0-27-amd64", "vmlinuz-6.1.0-28-amd64"]
+    (bundle / "dirs.json").write_text(json.dumps(dirs))
+    commands = json.loads((bundle / "commands.json").read_text())
+    argv = ["modinfo", "-k", "6.1.0-27-amd64", "-F", "version", "nvidia"]
+    commands.append({"argv": argv, "rc": 0, "stdout": "535.183.01\n", "stderr": ""})
+    (bundle / "commands.json").write_text(json.dumps(commands))
+    result = checks.run_checks(ReplayProbe(str(bundle))).check("nvidia-module-missing-for-kernel")
+    assert result is not None and result.status == "warn", result.message
+    assert "535.183.01" in result.message and "mismatch" in result.remedy
