@@ -591,9 +591,9 @@ def start(name: str = "vm", accel: str | None = None, workdir: Path | None = Non
         vm.console = Console(workdir / "serial.sock")
     except OSError as exc:
         vm.stop()
-        raise VMError(
-            f"{name}: QEMU did not start: {(workdir / 'qemu.log').read_text()[-2000:]}"
-        ) from exc
+        said = (workdir / "qemu.log").read_text(errors="replace")[-2000:]
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise VMError(f"{name}: QEMU did not start: {said}") from exc
     return vm
 
 
