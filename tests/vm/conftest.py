@@ -13,7 +13,7 @@ built: building it takes minutes, so a plain ``pytest`` never does it.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    vm_items = [i for i in items if "tests/vm/" in str(i.path)]
+    # only the tests that boot a VM; the others check vmbox's decisions
+    vm_items = [
+        i for i in items if "tests/vm/" in str(i.path) and "vm" in getattr(i, "fixturenames", ())
+    ]
     why = vm_ready() if vm_items else None
     for item in vm_items:
         item.add_marker(pytest.mark.vm)
@@ -47,12 +50,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=why))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
     if rep.when == "call":
         item.stash[_FAILED] = rep.failed
+    return rep
 
 
 _FAILED = pytest.StashKey[bool]()

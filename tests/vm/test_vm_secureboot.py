@@ -64,7 +64,7 @@ def test_secure_boot_mok_enrolled_at_the_console(vm: vmbox.VM, tmp_path: Path) -
     res = playbook(inv, "secureboot.yml", "-e", f"nvidia_driver_mok_password={PASSWORD}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     seen = read_json(vm, "/var/tmp/dlsetup-secureboot.json")
-    assert seen["before"] == {  # type: ignore[comparison-overlap]
+    assert seen["before"] == {
         "secure_boot": "enabled",
         "mok": "no-key",
         "reboot": {"required": False, "action": "none", "reasons": [], "message": ""},

@@ -1,0 +1,77 @@
+"""dlsetup.vmbox's decisions that need no VM: what QEMU is told, what the
+console reader matches, when the image counts as stale. These run wherever
+tests/vm runs, QEMU or not."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from dlsetup import vmbox
+
+
+def test_qemu_is_told_secure_boot_loopback_only_and_its_own_files(tmp_path: Path) -> None:
+    argv = vmbox.qemu_argv(tmp_path, "tcg", 40022)
+    joined = " ".join(argv)
+    assert "hostfwd=tcp:127.0.0.1:40022-:22" in joined  # never on every interface
+    assert "q35,smm=on" in joined
+    assert "driver=cfi.pflash01,property=secure,value=on" in joined
+    assert f"readonly=on,file={vmbox.OVMF_CODE}" in joined
+    assert f"unit=1,file={tmp_path / 'vars.fd'}" in joined  # this VM's copy, not OVMF's
+    assert f"file={tmp_path / 'overlay.qcow2'}" in joined  # the overlay, not the base
+    assert "tcg,thread=multi" in joined
+    assert "-accel kvm" in " ".join(vmbox.qemu_argv(tmp_path, "kvm", 40022))
+
+
+def test_console_matches_past_escape_sequences_and_moves_on(tmp_path: Path) -> None:
+    path = tmp_path / "serial.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    got: list[bytes] = []
+
+    def guest() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"\x1b[2J\x1b[1;1HPress any \x1b[0mkey to perform MOK management\r\n")
+        data = b""
+        while not data.endswith(b"\r"):
+            data += conn.recv(16)
+        got.append(data)
+        conn.sendall(b"\x1b[5;10HEnroll MOK\x1b[6;10HContinue boot")
+        conn.close()
+
+    t = threading.Thread(target=guest)
+    t.start()
+    console = vmbox.Console(path)
+    try:
+        console.expect(r"Press any key to perform MOK management", 10)
+        console.send("\x1b[B\r", pause=0.01)
+        console.expect(r"Enroll MOK", 10)
+        with pytest.raises(vmbox.VMError, match="no 'Press any'"):
+            console.expect(r"Press any", 0.5)  # already consumed
+    finally:
+        console.close()
+        t.join()
+        server.close()
+    assert got == [b"\x1b[B\r"]
+
+
+def test_image_is_stale_when_an_input_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vmbox, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(vmbox, "debian_mirrors", lambda: ("http://a/debian", "http://a/sec"))
+    first = vmbox.fingerprint()
+    assert vmbox.fingerprint() == first
+    vmbox.image_path().write_bytes(b"qcow2")
+    (tmp_path / "debian12.json").write_text(f'{{"fingerprint": "{first}"}}')
+    assert vmbox.image_current()
+    monkeypatch.setattr(vmbox, "debian_mirrors", lambda: ("http://b/debian", "http://b/sec"))
+    assert vmbox.fingerprint() != first
+    assert not vmbox.image_current()
+    monkeypatch.setattr(vmbox, "debian_mirrors", lambda: ("http://a/debian", "http://a/sec"))
+    monkeypatch.setattr(vmbox, "PACKAGES", (*vmbox.PACKAGES, "tree"))
+    assert not vmbox.image_current()
