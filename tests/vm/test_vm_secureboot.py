@@ -1,4 +1,6 @@
-"""Secure Boot with a real machine owner key (issue 15, scenario 2).
+"""Secure Boot with a real machine owner key, and a real reboot-and-resume
+(issue 15, scenarios 2 and 1), in one VM: each boot under emulation costs a
+minute or two, so the two share the reboot into MokManager.
 
 The VM boots OVMF with Microsoft's keys and Secure Boot enforced, then
 Debian's signed shim, GRUB and kernel, which locks itself down: only modules
@@ -12,8 +14,16 @@ signed by a key the firmware or shim trusts load. The steps:
 2. A tiny DKMS module (tests/vm/dkms, standing in for the NVIDIA module) is
    built by DKMS with that configuration: it is signed with the MOK, and the
    kernel still refuses it, since the key is not enrolled yet.
-3. The test reboots the VM and answers MokManager on the serial console as a
-   user at the screen would (Enroll MOK, Continue, Yes, password, Reboot).
+3. Reboot and resume, for real (scenario 1, the part a GPU-less VM allows):
+   a play runs the role's reboot step (roles/nvidia_driver/tasks/reboot.yml:
+   ansible.builtin.reboot, same arguments) against the VM over SSH through
+   QEMU's port forward, and carries on after it; meanwhile the test answers
+   MokManager on the serial console as a user at the screen would (Enroll
+   MOK, Continue, Yes, password, Reboot), and the play waits through both
+   boots. The tasks after the reboot run in the new boot (boot id before !=
+   after, uptime shorter than the play). In a VM without an NVIDIA GPU the
+   role itself never decides to reboot (its reasons all need a GPU, and a
+   pending MOK makes it stop, as step 1 shows), hence the playbook.
 4. After that boot mokutil --test-key says the key is enrolled, the same
    signed module loads, and the same module built without a signature is
    still refused.
@@ -25,6 +35,8 @@ long under emulation; docs/vm-tier.md has the figures).
 from __future__ import annotations
 
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dlsetup import vmbox
@@ -97,11 +109,24 @@ def test_secure_boot_mok_enrolled_at_the_console(vm: vmbox.VM, tmp_path: Path) -
     )
     assert vm.ssh(f"sudo modinfo -F signer /var/tmp/unsigned/{MODULE}.ko").stdout.strip() == ""
 
-    # 3. reboot into MokManager and enroll the key as a user would
-    vm.ssh("sudo systemctl reboot", check=False)
-    assert vm.console is not None
-    enroll_mok(vm.console, PASSWORD)
-    vm.wait_ssh(600)
+    # 3. reboot through the role's reboot step, in a play that carries on
+    # after it, while a user at the console enrolls the key in MokManager
+    boot_before = vm.boot_id()
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        play = pool.submit(playbook, inv, "reboot-resume.yml")
+        assert vm.console is not None
+        try:
+            enroll_mok(vm.console, PASSWORD)
+        finally:
+            rebooted = play.result()
+    assert rebooted.returncode == 0, rebooted.stdout[-3000:] + rebooted.stderr[-2000:]
+    assert "changed=2" in rebooted.stdout  # the reboot and the record written after it
+    boots = read_json(vm, "/var/tmp/dlsetup-reboot.json")
+    assert boots["before"] == boot_before
+    assert boots["after"] == vm.boot_id() != boot_before
+    # the kernel running now started after the play did
+    assert float(vm.ssh("cut -d' ' -f1 /proc/uptime").stdout) < time.monotonic() - t0
 
     # 4. enrolled; the signed module loads, the unsigned one is refused
     assert (
