@@ -10,6 +10,7 @@ Toolkit from tests/aptrepo.py's signed stand-in for NVIDIA's repository.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +77,29 @@ def test_provision_over_ssh_then_again_changes_nothing(
     assert again.rc == 0, again.stderr
     assert again.doc["hosts"]["box1"]["changed"] == 0, again.doc["hosts"]["box1"].get("changes")
     assert again.doc["hosts"]["box1"]["failed"] == 0
+
+    # A changed host var on the converged box converges in one run: a Docker
+    # daemon option (daemon.json merged, Docker restarted) and an NVMe option
+    # (the udev rule rewritten). The run after it changes nothing again.
+    changed_vars = {
+        **nvidia_mirror_vars(),
+        "container_runtime_daemon_options": {"log-driver": "local"},
+        "nvme_io_scheduler": "mq-deadline",
+    }
+    inv2 = inventory(
+        work, key, {"box1": boxes["box1"]}, name="changed.yml", extra={"box1": changed_vars}
+    )
+    assert sh(BOXES[0], "docker info --format '{{.LoggingDriver}}'").strip() != "local"
+    third = dlsetup("provision", "--host", "box1", "-i", str(inv2), "--json")
+    assert third.rc == 0, third.stderr + third.stdout
+    assert third.doc["hosts"]["box1"]["changed"] > 0
+    assert sh(BOXES[0], "docker info --format '{{.LoggingDriver}}'").strip() == "local"
+    assert json.loads(sh(BOXES[0], "cat /etc/docker/daemon.json"))["log-driver"] == "local"
+    rule = sh(BOXES[0], "cat /etc/udev/rules.d/60-dlsetup-nvme-scheduler.rules")
+    assert 'ATTR{queue/scheduler}="mq-deadline"' in rule
+    fourth = dlsetup("provision", "--host", "box1", "-i", str(inv2), "--json")
+    assert fourth.rc == 0, fourth.stderr
+    assert fourth.doc["hosts"]["box1"]["changed"] == 0, fourth.doc["hosts"]["box1"].get("changes")
 
 
 def test_facts_over_ssh_as_json(lab: tuple[Path, Path, dict[str, Box]]) -> None:
