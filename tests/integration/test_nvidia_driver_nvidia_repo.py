@@ -106,3 +106,62 @@ def test_upgrade_lifts_the_holds_for_one_run_and_holds_again(
     sel = selections(box)
     assert sel["nvidia-driver"] == "hold" and sel["libcuda1"] == "hold"
     assert "Pin-Priority: 1001" in sh(box, "cat /etc/apt/preferences.d/dlsetup-nvidia-driver")
+
+
+# An NVSwitch cannot exist here: the state module reads the PCI bus from
+# __nvidia_driver_pci_root, a /sys tree in the box that holds one NVSwitch
+# bridge (vendor 0x10de, class 0x068000) as an HGX board shows it. Everything
+# after that decision is real: apt against the stand-in repository, the holds.
+FAKE_HGX = "/srv/fake-hgx"
+
+
+def test_no_nvswitch_no_fabric_manager(box: str) -> None:
+    """The runs above saw this box's real PCI bus, which has no NVSwitch."""
+    assert "nvidia-fabricmanager-580" not in selections(box)
+
+
+def test_nvswitch_gets_fabric_manager_at_the_drivers_exact_version(
+    box: str, mirror: dict[str, Any]
+) -> None:
+    dev = f"{FAKE_HGX}/sys/bus/pci/devices/0000:07:00.0"
+    sh(box, f"mkdir -p {dev} && echo 0x10de > {dev}/vendor && echo 0x068000 > {dev}/class")
+    extra = {**mirror, "__nvidia_driver_pci_root": FAKE_HGX}
+    res = play(box, extra)
+    assert res.returncode == 0, res.stdout[-6000:]
+    # the repository's newest build is 580.105.08-1; the driver is 580.95.05-1
+    assert sh(box, "dpkg-query -W -f '${Version}' nvidia-fabricmanager-580") == VERSION
+    assert selections(box)["nvidia-fabricmanager-580"] == "hold"
+    pins = sh(box, "cat /etc/apt/preferences.d/dlsetup-nvidia-driver")
+    assert f"Package: nvidia-fabricmanager-580\nPin: version {VERSION}" in pins
+    blacklist = sh(box, "cat /etc/apt/apt.conf.d/51dlsetup-nvidia-driver-unattended")
+    assert '"^nvidia\\-fabricmanager\\-580$";' in blacklist, blacklist
+    again = play(box, extra)
+    assert again.returncode == 0, again.stdout[-6000:]
+    assert recap(again.stdout)["changed"] == 0, again.stdout[-6000:]
+
+
+def test_dev_char_symlinks_for_the_nvidia_device_nodes(box: str, mirror: dict[str, Any]) -> None:
+    """The role installs the link maker, its udev rule and boot unit; the maker, run on
+    device nodes made with the NVIDIA driver's numbers (195:0 nvidia0, 195:255
+    nvidiactl, 511:1 nvidia-caps/nvidia-cap1; no driver loads in a container), makes
+    the /dev/char links runc looks devices up by."""
+    assert "create-dev-char-symlinks" in sh(box, "cat /usr/local/sbin/dlsetup-nvidia-dev-char")
+    rule = sh(box, "cat /etc/udev/rules.d/71-dlsetup-nvidia-dev-char.rules")
+    assert 'DEVPATH=="/bus/pci/drivers/nvidia"' in rule
+    unit = sh(box, "cat /etc/systemd/system/dlsetup-nvidia-dev-char.service")
+    assert "ExecStart=/usr/local/sbin/dlsetup-nvidia-dev-char" in unit
+    sh(
+        box,
+        "rm -rf /tmp/dev && mkdir -p /tmp/dev/nvidia-caps && mknod /tmp/dev/nvidia0 c 195 0 && "
+        "mknod /tmp/dev/nvidiactl c 195 255 && mknod /tmp/dev/nvidia-caps/nvidia-cap1 c 511 1",
+    )
+    sh(box, "DLSETUP_DEV=/tmp/dev /usr/local/sbin/dlsetup-nvidia-dev-char")
+    links = sh(box, 'cd /tmp/dev/char && for l in *; do echo "$l $(readlink $l)"; done')
+    assert links.split("\n")[:3] == [
+        "195:0 ../nvidia0",
+        "195:255 ../nvidiactl",
+        "511:1 ../nvidia-caps/nvidia-cap1",
+    ], links
+    # idempotent: a second run (the udev rule fires for every node) changes nothing
+    sh(box, "DLSETUP_DEV=/tmp/dev /usr/local/sbin/dlsetup-nvidia-dev-char")
+    assert sh(box, "ls /tmp/dev/char | wc -l").strip() == "3"

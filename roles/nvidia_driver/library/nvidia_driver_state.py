@@ -74,6 +74,12 @@ options:
     description: Installed linux-image-* packages (tests); when absent dpkg-query is asked.
     type: list
     elements: str
+  pci_root:
+    description: >-
+      Prefix for the PCI devices read (/sys/bus/pci/devices) only: a recorded tree with
+      an NVSwitch, for tests of the Fabric Manager path on a box that has none.
+    type: str
+    default: ""
   sysroot:
     description: Prefix for every path read (tests).
     type: str
@@ -507,7 +513,7 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         "headers_metapackage": headers_metapackage(
             params.get("distribution") or "", running, images
         ),
-        "nvswitch_count": nvswitch_count(root),
+        "nvswitch_count": nvswitch_count(params.get("pci_root") or root),
         "display_manager": display_manager(root),
     }
 
@@ -536,6 +542,7 @@ def main() -> None:
             "running_kernel": {"type": "str", "default": ""},
             "dkms_status": {"type": "str"},
             "image_packages": {"type": "list", "elements": "str"},
+            "pci_root": {"type": "str", "default": ""},
             "sysroot": {"type": "str", "default": ""},
         },
         supports_check_mode=True,

@@ -79,12 +79,38 @@ def test_dkms_registered_but_nothing_built_in_a_container(host):
 def test_gpu_only_steps_reported_skipped_with_reasons(host):
     facts = json.loads(host.file("/root/nvidia_driver-facts.json").content_string)
     steps = {s["step"]: s["reason"] for s in facts["skipped"]}
-    assert "inside a container" in steps["nvidia module built by DKMS for the running kernel"]
+    assert "inside a container" in steps["nvidia module built by DKMS for every installed kernel"]
     assert "inside a container" in steps["nvidia module loaded and nvidia-smi talking to the GPU"]
     assert "kernel headers for the running kernel" in steps
+    # the headers metapackage is installed in a container only when named
+    # (tests/integration/test_nvidia_driver_dkms.py names it and builds for real)
+    assert "inside a container" in steps["kernel headers metapackage (headers for every future kernel)"]
+    assert not host.package("linux-headers-amd64").is_installed
     assert facts["reboot_required"] is False
     assert facts["report"]["kernel_modules"] == "proprietary"
     assert "nvidia-driver" in facts["report"]["held"]
+
+
+def test_persistence_mode_on_a_headless_box(host):
+    """No display manager here: persistence mode is on by default. Debian ships
+    nvidia-persistenced apart from the driver; it is enabled (not started: no GPU)."""
+    assert host.package("nvidia-persistenced").is_installed
+    assert host.service("nvidia-persistenced").is_enabled
+    assert "nvidia-persistenced" in host.check_output("apt-mark showhold")
+
+
+def test_dev_char_symlinks_made_at_boot(host):
+    """The /dev/char link maker runs at boot (its unit is enabled) and from udev when
+    the driver binds (the rule); its links are tested in
+    tests/integration/test_nvidia_driver_nvidia_repo.py."""
+    assert host.file("/usr/local/sbin/dlsetup-nvidia-dev-char").mode == 0o755
+    assert host.file("/etc/udev/rules.d/71-dlsetup-nvidia-dev-char.rules").contains("RUN+=")
+    assert host.service("dlsetup-nvidia-dev-char").is_enabled
+
+
+def test_no_fabric_manager_without_nvswitch(host):
+    assert not host.package("nvidia-fabricmanager").is_installed
+    assert host.run("dpkg -l 'nvidia-fabricmanager*'").rc != 0
 
 
 def test_state_file_for_the_next_run(host):
