@@ -21,13 +21,13 @@ run must stop with nvidia-module-missing-for-kernel, the kernel, the branch
 and the remedy, and change nothing.
 
 Wall time: the two compiles of nvidia-current 535.309.01 dominate. Measured on
-the shared 2-core machine under a load of 5-6 (other tests running): about
-9.5 min per kernel, 18 min 18 s for this file (setup, first run with both
-builds, second run, fault run); on an idle machine the same build takes
-roughly half that. That is over the 6-minute budget issue 14 set: a DKMS
-compile of NVIDIA's module cannot be made cheaper without testing less than
-the real build. apt's archive is kept in .cache/apt/archives/debian12-dkms so
-reruns download nothing. One scenario, one box, built once; marked slow.
+the shared 2-core machine, apt's archive already cached: 6 min 48 s for this
+file (setup, first run with both builds, second run, fault run) with the
+machine otherwise quiet; 18 min 18 s while other tests kept the load at 5-6
+(about 9.5 min per kernel). Around or over the 6-minute budget issue 14 set:
+a DKMS compile of NVIDIA's module cannot be made cheaper without testing less
+than the real build. apt's archive is kept in .cache/apt/archives/debian12-dkms
+so reruns download nothing. One scenario, one box, built once; marked slow.
 """
 
 from __future__ import annotations
