@@ -11,7 +11,7 @@ argparse nor rich, so the preflight action plugin imports it alone:
     suggest   the newest combination that works
     check     check(): a combination -> a Report
     cli       ``dlsetup compat`` (arguments, text report, --list-gpus)
-    generate  what scripts/update-compat-data writes (gpus.json, cuda_drivers.py)
+    generate  what scripts/update-compat-data writes (gpus.json, cuda_driver_table.py)
 
 The GPU table is generated from NVIDIA's supported-gpus.json and pci.ids (see
 scripts/update-compat-data); the CUDA, cuDNN, architecture and distribution

@@ -4,9 +4,10 @@ Pure transformations, offline and deterministic: the same inputs give the same
 bytes, so a unit test can regenerate every output from the committed inputs
 and compare.  Fetching the inputs (Debian packages) is the script's job.
 
-* ``render_cuda_drivers`` -> ``dlsetup/gpucheck/cuda_drivers.py``: the CUDA
+* ``render_cuda_drivers`` -> ``dlsetup/gpucheck/cuda_driver_table.py``: the CUDA
   toolkit -> minimum driver slice of ``dlsetup/data/compat.yml`` that gpucheck
-  (stdlib only, on the target) imports.
+  (stdlib only, on the target) imports; the functions that read it are
+  hand-written in ``dlsetup/gpucheck/cuda_drivers.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, TextIO
 from dlsetup.compat.load import _yaml_load, load_path
 from dlsetup.compat.model import CudaToolkit, _v, _vs
 
-CUDA_DRIVERS_PATH = "dlsetup/gpucheck/cuda_drivers.py"
+CUDA_DRIVERS_PATH = "dlsetup/gpucheck/cuda_driver_table.py"
 SOURCES_DIR = "dlsetup/data/sources"
 GPUS_PATH = "dlsetup/data/gpus.json"
 
@@ -37,12 +38,7 @@ dlsetup/data/compat.yml, the one home of this fact. Its source:
 {source}
 Do not edit: change compat.yml and run `scripts/update-compat-data --offline`.
 gpucheck runs standalone on the target (stdlib only, Python 3.8+), so it gets
-this slice instead of reading the YAML.
-
-API:
-    CUDA_MIN_DRIVER: {{"X.Y": driver of the toolkit's GA release}}
-    min_driver_for_cuda(major, minor) -> str | None
-    max_cuda_for_driver(driver_version) -> str | None   ("X.Y", newest CUDA the driver runs)
+this slice instead of reading the YAML; dlsetup/gpucheck/cuda_drivers.py reads it.
 """
 
 from __future__ import annotations
@@ -51,34 +47,16 @@ from __future__ import annotations
 CUDA_MIN_DRIVER: dict[str, str] = {{
 '''
 
-_CUDA_DRIVERS_TAIL = """\
-}
-
-
-def _key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".") if p.isdigit())
-
-
-def min_driver_for_cuda(major: int, minor: int) -> str | None:
-    return CUDA_MIN_DRIVER.get(f"{major}.{minor}")
-
-
-def max_cuda_for_driver(driver_version: str) -> str | None:
-    have = _key(driver_version)
-    fits = [c for c, d in CUDA_MIN_DRIVER.items() if _key(d) <= have]
-    return max(fits, key=_key) if fits else None
-"""
-
 
 def render_cuda_drivers(toolkits: Mapping[str, CudaToolkit], source: str) -> str:
-    """The text of ``cuda_drivers.py`` for ``toolkits`` (those with a known
+    """The text of ``cuda_driver_table.py`` for ``toolkits`` (those with a known
     minimum driver), ``source`` naming where compat.yml took the table from."""
     rows = [
         f'    "{ver}": "{_vs(t.min_driver)}",\n'
         for ver, t in sorted(toolkits.items(), key=lambda kv: _v(kv[0]))
         if t.min_driver is not None
     ]
-    return _CUDA_DRIVERS_HEAD.format(source=source) + "".join(rows) + _CUDA_DRIVERS_TAIL
+    return _CUDA_DRIVERS_HEAD.format(source=source) + "".join(rows) + "}\n"
 
 
 def outputs(root: Path) -> dict[Path, str]:
