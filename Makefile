@@ -20,11 +20,8 @@ integration:
 e2e:
 	scripts/test e2e
 
-# The virtual-machine tier (tests/vm, docs/vm-tier.md): builds the VM image when
-# it is missing or stale, then boots one VM per test; prints its wall time.
-# Needs qemu-system-x86 ovmf qemu-utils mtools (see docs/vm-tier.md).
+# The virtual-machine tier (tests/vm, docs/vm-tier.md): scripts/setup-host
+# installs QEMU and OVMF, the stage builds the VM image when it is missing or
+# stale, boots one VM per test and prints its wall time.
 vm:
-	@t0=$$(date +%s); \
-	.venv/bin/python -m dlsetup.vmbox image && \
-	.venv/bin/python -m pytest -q -p no:cacheprovider -s tests/vm; \
-	rc=$$?; echo "VM tier wall time: $$(( $$(date +%s) - t0 )) s"; exit $$rc
+	scripts/test vm
