@@ -724,18 +724,6 @@ def test_cudnn_found_through_ldconfig_alone(tmp_path: Path) -> None:
 # -- the ctypes bindings against a stub driver -------------------------------
 
 
-@pytest.fixture(scope="module")
-def stub_lib(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """libcuda/libnvrtc/libcudnn stand-in (C, CPU only): checks how cuda.py calls them."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the stub driver")
-    out = tmp_path_factory.mktemp("stub") / "libfakecuda.so"
-    source = FIXTURES / "stub" / "fake_cuda.c"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(source)], check=True)
-    return str(out)
-
-
 def test_cuda_selftest_through_the_stub(stub_lib: str) -> None:
     seen: list[int] = []
 

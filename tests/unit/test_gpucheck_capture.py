@@ -12,8 +12,6 @@ the plain ReplayProbe and the whole report compared.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +30,6 @@ from dlsetup.gpucheck.probe import (
 from tests.unit.test_gpucheck import FIXTURES, LiveReplay, machine, use_stub_driver
 
 BOXES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and (p / "commands.json").is_file())
-
-
-@pytest.fixture(scope="module")
-def stub_lib(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """libcuda/libnvrtc/libcudnn stand-in (C, CPU only)."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.skip("no C compiler to build the stub driver")
-    out = tmp_path_factory.mktemp("stub") / "libfakecuda.so"
-    source = FIXTURES / "stub" / "fake_cuda.c"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), str(source)], check=True)
-    return str(out)
 
 
 def options_of(bundle: Path) -> Options:
