@@ -93,11 +93,11 @@ def machine() -> dict[str, Any]:
 
 
 def content_hash() -> str:
-    """What is being measured: playbooks/ and roles/ as they are on disk."""
+    """What is being measured: the collection dlsetup.box as it is on disk."""
     import hashlib  # noqa: PLC0415
 
     h = hashlib.sha256()
-    for f in sorted([*(REPO / "playbooks").rglob("*"), *(REPO / "roles").rglob("*")]):
+    for f in sorted((REPO / "collections").rglob("*")):
         if f.is_file() and "molecule" not in f.parts:
             h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
@@ -305,7 +305,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         if content_hash() != content_start:
             # A site that changed under the run compares different things.
-            raise SystemExit("playbooks/ or roles/ changed during the run: results discarded")
+            raise SystemExit("the collection changed during the run: results discarded")
     finally:
         b.close()
 

@@ -1,35 +1,63 @@
-"""Where the Ansible content (playbooks, roles, plugins, sample inventory) lives.
+"""Where the Ansible content lives: the collection dlsetup.box, ansible.cfg and
+the sample inventory.
 
-In a checkout (or an editable install) it is the repository root; in an
-installed wheel it is shipped inside the package as ``dlsetup/_content``.
+In a checkout (or an editable install) the collection is
+``collections/ansible_collections/dlsetup/box`` and ansible.cfg is at the
+repository root. An installed wheel puts the collection in site-packages
+(``ansible_collections/dlsetup/box``, where Ansible finds it by itself) and
+ships ansible.cfg and the sample inventory as ``dlsetup/_content``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+COLLECTION = "dlsetup.box"
+_COLLECTION_PARTS = ("ansible_collections", "dlsetup", "box")
 
 
 @cache
 def root() -> Path:
-    """Directory that holds ansible.cfg, playbooks/ and roles/."""
+    """Directory that holds ansible.cfg and inventory/sample."""
     checkout = _PACKAGE_DIR.parent
-    if (checkout / "playbooks" / "site.yml").is_file() and (checkout / "ansible.cfg").is_file():
+    if (checkout / "ansible.cfg").is_file() and (checkout / "collections").is_dir():
         return checkout
     shipped = _PACKAGE_DIR / "_content"
-    if (shipped / "playbooks" / "site.yml").is_file():
+    if (shipped / "ansible.cfg").is_file():
         return shipped
     raise RuntimeError(
-        f"dlsetup's Ansible content was not found next to {_PACKAGE_DIR}: "
+        f"dlsetup's Ansible configuration was not found next to {_PACKAGE_DIR}: "
         "reinstall the package (pip install dlsetup)"
     )
 
 
+@cache
+def collection_dir() -> Path:
+    """The collection dlsetup.box: the checkout's, else the installed one."""
+    checkout = _PACKAGE_DIR.parent / "collections" / Path(*_COLLECTION_PARTS)
+    if (checkout / "galaxy.yml").is_file():
+        return checkout
+    spec = importlib.util.find_spec(".".join(_COLLECTION_PARTS))
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "playbooks" / "site.yml").is_file():
+            return Path(location)
+    raise RuntimeError(
+        f"the Ansible collection {COLLECTION} was not found (checkout or site-packages): "
+        "reinstall the package (pip install dlsetup)"
+    )
+
+
+def collections_path() -> Path:
+    """The folder that holds ``ansible_collections/`` with dlsetup.box in it."""
+    return collection_dir().parents[2]
+
+
 def playbook(name: str) -> Path:
-    """Absolute path of ``playbooks/<name>``."""
-    return root() / "playbooks" / name
+    """Absolute path of the collection's ``playbooks/<name>``."""
+    return collection_dir() / "playbooks" / name
 
 
 def ansible_cfg() -> Path:
@@ -37,7 +65,7 @@ def ansible_cfg() -> Path:
 
 
 def roles_dir() -> Path:
-    return root() / "roles"
+    return collection_dir() / "roles"
 
 
 def sample_inventory() -> Path:

@@ -28,17 +28,15 @@ the byte count curtin checks.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 
-from dlsetup import content
 from dlsetup.exitcodes import ExitCode
 from dlsetup.inventory import InventoryError, resolve_sources, strict_inventory
 
@@ -110,13 +108,9 @@ class Disk:
 
 def _plan_module() -> ModuleType:
     """The role's planner, for the same spec checks and size parsing the role uses."""
-    path = content.roles_dir() / "disk_layout" / "library" / "disk_layout_plan.py"
-    spec = importlib.util.spec_from_file_location("dlsetup_disk_layout_plan", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ansible_collections.dlsetup.box.plugins.modules import disk_layout_plan  # noqa: PLC0415
+
+    return cast(ModuleType, disk_layout_plan)
 
 
 def host_vars(host: str, explicit: list[str] | None, cwd: Path | None = None) -> dict[str, Any]:

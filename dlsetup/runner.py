@@ -76,7 +76,7 @@ def runner_kwargs(spec: RunSpec, private_data_dir: str) -> dict[str, Any]:
         "extravars": dict(spec.extravars),
         "envvars": {
             "ANSIBLE_CONFIG": str(content.ansible_cfg()),
-            "ANSIBLE_ROLES_PATH": str(content.roles_dir()),
+            "ANSIBLE_COLLECTIONS_PATH": str(content.collections_path()),
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_NOCOLOR": "1",
         },

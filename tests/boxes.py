@@ -278,7 +278,7 @@ def playbook(
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"),
         ANSIBLE_NOCOLOR="1",
         PATH=f"{bindir}:{os.environ['PATH']}",
     )

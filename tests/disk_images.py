@@ -23,7 +23,6 @@ blkid) into the JSON fixtures the unit tests use.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -34,8 +33,9 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from ansible_collections.dlsetup.box.plugins.modules import disk_layout_plan
+
 REPO = Path(__file__).resolve().parents[1]
-PLAN_MODULE = REPO / "roles" / "disk_layout" / "library" / "disk_layout_plan.py"
 
 GPT_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 GPT_MSR = "E3C9E316-0B5C-4DB8-817D-F92DF00215AE"
@@ -108,12 +108,8 @@ def host_problem() -> str | None:
 
 
 def load_plan_module() -> ModuleType:
-    """Import roles/disk_layout/library/disk_layout_plan.py by path."""
-    spec = importlib.util.spec_from_file_location("disk_layout_plan", PLAN_MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The role's planner module (the collection's plugins/modules/disk_layout_plan.py)."""
+    return disk_layout_plan
 
 
 class LoopDisks:
@@ -582,7 +578,7 @@ def run_role(
         cmd.append("--diff")
     env = {
         **os.environ,
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",

@@ -491,7 +491,7 @@ def measure_cifar10(
         if cuda:
             torch.cuda.synchronize()
         else:
-            float(loss)  # waits for the step
+            loss.detach().item()  # waits for the step
         times.append(time.perf_counter())
     rate = steady_steps_per_second(times, warmup)
     minutes = extrapolate_minutes(rate)
@@ -504,7 +504,8 @@ def measure_cifar10(
         "minutes_for_100k_steps": round(minutes, 1),
         "cpu_vs_gpu_factor": round(cpu_vs_gpu_factor(minutes), 1),
         "seed_table": compare_with_seed(minutes),
-        "final_loss": round(float(loss), 3),
+        # detached: a scalar of a tensor that requires grad warns (torch 2.11)
+        "final_loss": round(loss.detach().item(), 3),
     }
 
 

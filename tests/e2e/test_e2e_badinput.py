@@ -15,7 +15,7 @@ Hypothesis writes host_vars/box1.yml files as a user might get them wrong:
   so it is not generated).
 
 The disk kinds are caught in preflight by disk_layout's own planner (called
-from plugins/action/dlsetup_validate_vars.py), before base or facts change
+from the collection's plugins/action/validate_vars.py), before base or facts change
 anything.
 
 Each example is a real `dlsetup provision --host box1 --json` against one
@@ -27,18 +27,18 @@ of ~10 s), derandomized so CI sees the same ones every time.
 
 from __future__ import annotations
 
-import importlib.util
 import string
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from ansible_collections.dlsetup.box.plugins.action import validate_vars
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from dlsetup import content
 from tests.boxes import (
-    REPO,
     Box,
     Boxes,
     dlsetup,
@@ -54,12 +54,7 @@ _BOOLISH = {"yes", "no", "true", "false", "on", "off", "y", "n", "t", "f", "1", 
 
 def _load_specs() -> dict[str, dict[str, Any]]:
     """role -> options of its main entry point, as preflight reads them."""
-    path = REPO / "plugins" / "action" / "dlsetup_validate_vars.py"
-    spec = importlib.util.spec_from_file_location("dlsetup_validate_vars", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.load_specs(REPO / "roles")  # type: ignore[no-any-return]
+    return validate_vars.load_specs(content.roles_dir())  # type: ignore[no-any-return]
 
 
 SPECS = _load_specs()

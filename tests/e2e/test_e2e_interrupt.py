@@ -49,6 +49,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dlsetup import content
 from tests import aptcache
 from tests.boxes import (
     DLSETUP,
@@ -181,7 +182,7 @@ def no_half_written_files(box: str) -> None:
 
 
 def _driver_hold_pattern() -> re.Pattern[str] | None:
-    f = REPO / "roles" / "nvidia_driver" / "vars" / "main.yml"
+    f = content.roles_dir() / "nvidia_driver" / "vars" / "main.yml"
     if not f.is_file():
         return None
     regex = (yaml.safe_load(f.read_text()) or {}).get("__nvidia_driver_hold_regex")

@@ -71,7 +71,7 @@ def common(pdd: str, inventories: list[str]) -> dict[str, Any]:
         "inventory": inventories,
         "envvars": {
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+            "ANSIBLE_COLLECTIONS_PATH": str(content.collections_path()),
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_NOCOLOR": "1",
         },
@@ -115,7 +115,7 @@ def test_provision_exact_runner_arguments(recorded: Recorder, inv: Path) -> None
     kw = strip_dynamic(kw)
     assert kw == {
         **common(kw["private_data_dir"], [str(inv)]),
-        "playbook": str(ROOT / "playbooks" / "site.yml"),
+        "playbook": str(content.playbook("site.yml")),
         "limit": "mybox",
         "extravars": {"nvidia_driver_branch": "580"},
         "tags": "driver,cuda,docker",
@@ -143,7 +143,7 @@ def test_plan_is_check_and_diff(recorded: Recorder, inv: Path) -> None:
     kw = strip_dynamic(recorded[0])
     assert kw == {
         **common(kw["private_data_dir"], [str(inv)]),
-        "playbook": str(ROOT / "playbooks" / "site.yml"),
+        "playbook": str(content.playbook("site.yml")),
         "limit": "mybox",
         "extravars": {},
         "cmdline": "--check --diff",
@@ -155,7 +155,7 @@ def test_facts_runs_the_facts_playbook(recorded: Recorder, inv: Path) -> None:
     kw = strip_dynamic(recorded[0])
     assert kw == {
         **common(kw["private_data_dir"], [str(inv)]),
-        "playbook": str(ROOT / "playbooks" / "facts.yml"),
+        "playbook": str(content.playbook("facts.yml")),
         "limit": "lab",
         "extravars": {},
         "tags": "facts",
@@ -366,7 +366,7 @@ def test_smoke_host_exact_runner_arguments(recorded: Recorder, inv: Path) -> Non
     kw = strip_dynamic(kw)
     assert kw == {
         **common(kw["private_data_dir"], [str(inv)]),
-        "playbook": str(ROOT / "playbooks" / "smoke.yml"),
+        "playbook": str(content.playbook("smoke.yml")),
         "limit": "lab",
         "extravars": {"gpu_smoke_test_gpucheck_dir": GPUCHECK},
         "tags": "smoke",
@@ -381,7 +381,7 @@ def test_smoke_host_capture_and_container_image(
     kw = strip_dynamic(recorded[0])
     assert kw == {
         **common(kw["private_data_dir"], [str(inv)]),
-        "playbook": str(ROOT / "playbooks" / "smoke.yml"),
+        "playbook": str(content.playbook("smoke.yml")),
         "limit": "mybox",
         "extravars": {
             "gpu_smoke_test_gpucheck_dir": GPUCHECK,
@@ -426,7 +426,7 @@ def test_bench_host_exact_runner_arguments(recorded: Recorder, inv: Path, tmp_pa
     kw = strip_dynamic(recorded[0])
     assert kw == {
         **common(kw["private_data_dir"], [str(inv)]),
-        "playbook": str(ROOT / "playbooks" / "bench.yml"),
+        "playbook": str(content.playbook("bench.yml")),
         "limit": "mybox",
         "extravars": {
             "gpu_smoke_test_gpucheck_dir": GPUCHECK,

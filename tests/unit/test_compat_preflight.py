@@ -1,4 +1,4 @@
-"""The preflight's compatibility check (plugins/action/dlsetup_compat_check.py).
+"""The preflight's compatibility check (the collection's plugins/action/compat_check.py).
 
 ``decide`` is tested with GPU lists shaped like the probe's output
 (roles/dl_facts/files/dl.fact, ``gpus``); the last test runs the preflight
@@ -8,7 +8,6 @@ show that an incompatible combination stops the play with the message.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,14 +16,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from ansible_collections.dlsetup.box.plugins.action import compat_check as plugin
+
+from dlsetup import content
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGIN = ROOT / "plugins" / "action" / "dlsetup_compat_check.py"
-
-_spec = importlib.util.spec_from_file_location("dlsetup_compat_check", PLUGIN)
-assert _spec and _spec.loader
-plugin = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plugin)
+PLUGIN = Path(plugin.__file__)
 
 
 def gpu(pci_id: str, name: str = "", address: str = "0000:01:00.0") -> dict:
@@ -211,15 +208,15 @@ def test_preflight_play_stops_on_an_incompatible_host(tmp_path):
                 cuda_version: "12.4"
               tasks:
                 - name: Check
-                  dlsetup_compat_check:
-                    roles_dir: {ROOT / "roles"}
+                  dlsetup.box.compat_check:
+                    roles_dir: {content.roles_dir()}
             """
         )
     )
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_ACTION_PLUGINS=str(ROOT / "plugins" / "action"),
+        ANSIBLE_COLLECTIONS_PATH=str(content.collections_path()),
         ANSIBLE_NOCOLOR="1",
     )
     ansible_playbook = Path(sys.executable).parent / "ansible-playbook"

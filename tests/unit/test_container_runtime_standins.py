@@ -12,19 +12,17 @@ and nvidia-ctk agree, so a second run never reconfigures. No root, no Docker.
 from __future__ import annotations
 
 import ctypes.util
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
+from ansible_collections.dlsetup.box.plugins.modules import docker_daemon_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tests" / "fixtures" / "aptrepo" / "libnvidia-container" / "toolkit.yml"
-MODULE = ROOT / "roles" / "container_runtime" / "library" / "docker_daemon_json.py"
 NVIDIA_RUNTIME = {"args": [], "path": "nvidia-container-runtime"}
 USER_CONFIG = {"storage-driver": "vfs", "log-opts": {"max-size": "10m"}, "bip": "10.213.0.1/24"}
 
@@ -36,15 +34,7 @@ def _packages() -> dict[str, dict]:
 PACKAGES = _packages()
 
 
-def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docker_daemon_json", MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ddj = _load_module()
+ddj = docker_daemon_json
 
 
 @pytest.fixture

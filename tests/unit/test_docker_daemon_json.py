@@ -1,4 +1,4 @@
-"""The daemon.json merge module (roles/container_runtime/library/docker_daemon_json.py).
+"""The daemon.json merge module (the collection's plugins/modules/docker_daemon_json.py).
 
 Docker's daemon.json is shared with the user and other tools; the module must
 keep every key it is not told to change, write atomically, and refuse a file
@@ -10,35 +10,20 @@ No root, no Docker: runs anywhere.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from ansible_collections.dlsetup.box.plugins.modules import docker_daemon_json
 
-MODULE = (
-    Path(__file__).resolve().parents[2]
-    / "roles"
-    / "container_runtime"
-    / "library"
-    / "docker_daemon_json.py"
-)
+MODULE = Path(docker_daemon_json.__file__)
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docker_daemon_json", MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ddj = _load()
+ddj = docker_daemon_json
 
 # What a user (and another tool) already put there: none of it is dlsetup's.
 USER_CONFIG = {

@@ -7,12 +7,13 @@ had installed it: the second run was not a no-op."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-VARS = Path(__file__).resolve().parents[2] / "roles" / "nvidia_driver" / "vars" / "main.yml"
+from dlsetup import content
+
+VARS = content.roles_dir() / "nvidia_driver" / "vars" / "main.yml"
 HOLD = re.compile(str(yaml.safe_load(VARS.read_text())["__nvidia_driver_hold_regex"]).strip())
 
 # Names from Debian 12's nvidia-graphics-drivers (535) and NVIDIA's repository (cuda-drivers, 580).

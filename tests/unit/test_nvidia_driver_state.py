@@ -1,5 +1,5 @@
 """Secure Boot, MOK and reboot decisions of the nvidia_driver role
-(roles/nvidia_driver/library/nvidia_driver_state.py).
+(the collection's plugins/modules/nvidia_driver_state.py).
 
 The inputs are faked at their boundary: a /sys + /proc tree under a temporary
 system root (what a UEFI box with Secure Boot on, a BIOS box, a container
@@ -9,19 +9,14 @@ or reboot is involved; the decisions and the messages the user reads are.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from ansible_collections.dlsetup.box.plugins.modules import nvidia_driver_state as state
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = ROOT / "roles" / "nvidia_driver" / "library" / "nvidia_driver_state.py"
-
-_spec = importlib.util.spec_from_file_location("nvidia_driver_state", MODULE)
-assert _spec and _spec.loader
-state = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(state)
+MODULE = Path(state.__file__)
 
 SB_VAR = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 

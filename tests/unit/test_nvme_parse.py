@@ -1,4 +1,4 @@
-"""The nvme role's report module (roles/nvme/library/nvme_report.py), as pure functions.
+"""The nvme role's report module (the collection's plugins/modules/nvme_report.py), as pure functions.
 
 Inputs are sysfs trees and nvme-cli 2.x JSON under tests/fixtures/nvme/ (see its
 README): a healthy Gen4 drive, one at x2 in an x4 slot, a Gen3 drive running at
@@ -9,29 +9,20 @@ nvme-cli on a machine with those drives. No root, no drives: runs anywhere.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from ansible_collections.dlsetup.box.plugins.modules import nvme_report
 
 from dlsetup.gpucheck import checks
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvme"
-MODULE = ROOT / "roles" / "nvme" / "library" / "nvme_report.py"
+MODULE = Path(nvme_report.__file__)
 
 
-def load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nvme_report", MODULE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-nvme = load_module()
+nvme = nvme_report
 
 
 def recorded(scenario: str):

@@ -1,26 +1,21 @@
 """The nvme role's public interface: defaults/main.yml and meta/argument_specs.yml
-agree, and preflight's validator (plugins/action/dlsetup_validate_vars.py) takes
+agree, and preflight's validator (plugins/action/validate_vars.py) takes
 the documented settings and names a mistyped one."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import yaml
+from ansible_collections.dlsetup.box.plugins.action import validate_vars
 
-ROOT = Path(__file__).resolve().parents[2]
-ROLE = ROOT / "roles" / "nvme"
+from dlsetup import content
+
+ROLE = content.roles_dir() / "nvme"
 
 
 def validator() -> ModuleType:
-    path = ROOT / "plugins" / "action" / "dlsetup_validate_vars.py"
-    spec = importlib.util.spec_from_file_location("dlsetup_validate_vars", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return validate_vars
 
 
 def specs() -> dict:
@@ -48,13 +43,13 @@ def test_validator_accepts_documented_settings():
         "nvme_firmware_slot": 2,
         "nvme_firmware_action": 1,
     }
-    assert v.validate(good, v.load_specs(ROOT / "roles", ["nvme"]), {}) == []
+    assert v.validate(good, v.load_specs(content.roles_dir(), ["nvme"]), {}) == []
 
 
 def test_validator_names_bad_settings():
     v = validator()
     bad = {"nvme_apst_latency_us": 0, "nvme_firmware_action": 2, "nvme_io_scheduler": "cfq"}
-    errors = " ".join(v.validate(bad, v.load_specs(ROOT / "roles", ["nvme"]), {}))
+    errors = " ".join(v.validate(bad, v.load_specs(content.roles_dir(), ["nvme"]), {}))
     assert "nvme_apst_latency_us" in errors and "nvme_apst_max_latency_us" in errors
     assert "nvme_firmware_action" in errors
     assert "nvme_io_scheduler" in errors

@@ -1,13 +1,13 @@
 """The sample inventory users copy must pass the same validation preflight
-runs on every host (plugins/action/dlsetup_validate_vars.py), and that
+runs on every host (the collection's plugins/action/validate_vars.py), and that
 validation must name a bad variable."""
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 import yaml
+from ansible_collections.dlsetup.box.plugins.action import validate_vars
 
 from dlsetup import content
 
@@ -15,12 +15,7 @@ SAMPLE = content.sample_inventory()
 
 
 def validator() -> ModuleType:
-    path = content.root() / "plugins" / "action" / "dlsetup_validate_vars.py"
-    spec = importlib.util.spec_from_file_location("dlsetup_validate_vars", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return validate_vars
 
 
 def sample_vars() -> dict[str, object]:

@@ -39,7 +39,7 @@ def playbook(
     exe = Path(sys.executable).parent / "ansible-playbook"
     env = {
         **os.environ,
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
     }
     return subprocess.run(

@@ -1,0 +1,266 @@
+"""Check a host's driver / CUDA / cuDNN settings against the GPUs it really has.
+
+Runs on the controller (no connection to the host) after the preflight probe
+(``dl_facts_probe``): the NVIDIA GPUs found there and the host's settings
+(``nvidia_driver_branch``, ``nvidia_driver_kernel_modules``, ``cuda_version``,
+``cuda_cudnn_version``, with each role's defaults for what the host does not
+set) go through :func:`dlsetup.compat.check`. An incompatible combination
+fails the task, naming the host, the GPUs, the settings at fault and the
+newest combination that works; inside the Preflight play that is exit 2,
+before anything is installed.
+
+The nvidia_driver role calls the same plugin to learn what
+``kernel_modules: auto`` means for the GPUs it finds (``kernel_modules`` and
+``driver`` in the result).
+
+:func:`decide` is the whole decision, pure and unit-tested
+(tests/unit/test_compat_preflight.py); the ActionModule only gathers its inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+
+from dlsetup import compat
+
+# setting -> the role whose defaults/main.yml gives its default
+SETTINGS = {
+    "nvidia_driver_source": "nvidia_driver",
+    "nvidia_driver_branch": "nvidia_driver",
+    "nvidia_driver_kernel_modules": "nvidia_driver",
+    "cuda_source": "cuda",
+    "cuda_version": "cuda",
+    "cuda_cudnn_version": "cuda",
+}
+
+# compat's report fields -> the host variable a user changes
+FIELD_VARS = {
+    "driver": "nvidia_driver_branch",
+    "kernel_modules": "nvidia_driver_kernel_modules",
+    "cuda": "cuda_version",
+    "cudnn": "cuda_cudnn_version",
+    "gpu": "the GPU itself",
+    "distro": "the distribution",
+}
+
+
+def _text(value: Any) -> str | None:
+    """A setting as compat takes it: None when unset or empty."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def distro_key(distribution: str | None, major: str | None) -> str | None:
+    """('Debian', '12') -> 'debian-12'; Ubuntu's major '24' -> 'ubuntu-24.04'."""
+    if not distribution or not major:
+        return None
+    name = distribution.lower()
+    if name == "ubuntu" and "." not in major:
+        major = f"{major}.04"
+    return f"{name}-{major}"
+
+
+def nvidia_gpus(probe_gpus: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The NVIDIA GPUs among the probe's display controllers."""
+    return [g for g in probe_gpus or [] if g.get("nvidia") or g.get("vendor_id") == "10de"]
+
+
+def _label(g: dict[str, Any]) -> str:
+    name = g.get("name") or "NVIDIA GPU"
+    return f"{name} [{g.get('pci_id', '?')}] at {g.get('address', '?')}"
+
+
+def decide(
+    host: str,
+    probe_gpus: list[dict[str, Any]] | None,
+    settings: dict[str, Any],
+    distro: str | None,
+) -> dict[str, Any]:
+    """The preflight verdict for one host.
+
+    ``probe_gpus`` is ``dl_facts_probe.gpus``; ``settings`` maps the names in
+    SETTINGS to the host's values (defaults already applied); ``distro`` is
+    e.g. 'debian-12'. Returns ``failed``, ``msg``, ``checked`` (False when
+    there was nothing to check), ``driver`` (the branch or version the role
+    will install, when known), ``kernel_modules`` (what 'auto' resolves to),
+    ``gpus`` (names found), ``warnings`` and ``report`` (compat's, as a dict).
+    """
+    source = _text(settings.get("nvidia_driver_source")) or "distro"
+    branch = _text(settings.get("nvidia_driver_branch"))
+    flavor = _text(settings.get("nvidia_driver_kernel_modules")) or "auto"
+    cuda = _text(settings.get("cuda_version"))
+    cudnn = _text(settings.get("cuda_cudnn_version"))
+    out: dict[str, Any] = {
+        "failed": False,
+        "checked": False,
+        "gpus": [],
+        "warnings": [],
+        "driver": branch,
+        "kernel_modules": flavor if flavor != "auto" else None,
+        "report": None,
+    }
+
+    found = nvidia_gpus(probe_gpus)
+    known: list[compat.Gpu] = []
+    unknown: list[str] = []  # NVIDIA PCI ids no source knows: brand-new parts
+    for g in found:
+        pci_id = str(g.get("pci_id") or "")
+        try:
+            known.append(compat.find_gpu(pci_id))
+        except compat.UnknownGpuError as e:
+            unknown.append(pci_id)
+            out["warnings"].append(
+                f"{host}: {_label(g)} is an NVIDIA GPU that NVIDIA's own lists do not know, "
+                f"a brand-new part? ({e}); only its driver branch can be checked"
+            )
+        except compat.CompatError as e:
+            out["warnings"].append(
+                f"{host}: {_label(g)} is not in dlsetup's compatibility data ({e}); "
+                "its driver and CUDA versions are not checked"
+            )
+    out["gpus"] = [g.name for g in known] + [f"NVIDIA GPU [{p}]" for p in unknown]
+
+    problems: list[str] = []
+    driver = branch
+    if source == "distro" and distro is not None:
+        try:
+            packaged = compat.distro_default_driver(distro, known)
+        except compat.CompatError:
+            packaged = None
+        dist_drivers = compat.find_distribution(distro).drivers if packaged else ()
+        if packaged and dist_drivers:
+            # Debian: one driver package; its version is what gets installed
+            if branch and branch.split(".")[0] != packaged.split(".")[0]:
+                problems.append(
+                    f"nvidia_driver_branch {branch}: {distro}'s own driver package is "
+                    f"{packaged}; set nvidia_driver_source: nvidia for R{branch}, or leave "
+                    "nvidia_driver_branch empty"
+                )
+            driver = packaged
+        elif packaged and not branch:
+            driver = packaged  # Ubuntu: the newest branch that drives these GPUs
+    out["driver"] = driver
+
+    if cuda is None and _text(settings.get("cuda_source")) == "distro" and distro is not None:
+        # the cuda role installs the distribution's toolkit when no version is asked for
+        try:
+            cuda = compat.find_distribution(distro).cuda
+        except compat.CompatError:
+            cuda = None
+
+    if flavor == "auto" and driver is not None:
+        out["kernel_modules"] = compat.resolve_kernel_modules(known, driver.split(".")[0])
+
+    if not known and not unknown:
+        out["msg"] = (
+            f"{host}: no NVIDIA GPU found"
+            + (" that the compatibility data knows" if found else "")
+            + "; nothing to check"
+        )
+        if problems:
+            out["failed"] = True
+            out["msg"] = f"{host}: " + "; ".join(problems)
+        return out
+
+    report = compat.check(
+        [g.pci_id for g in known] + unknown,
+        driver=driver,
+        cuda=cuda,
+        cudnn=cudnn,
+        kernel_modules=flavor,
+    )
+    out["checked"] = True
+    out["report"] = report.to_dict()
+    out["warnings"] += [f"{host}: [{w.field}] {w.message}" for w in report.warnings]
+    for p in report.problems:
+        problems.append(f"{FIELD_VARS.get(p.field, p.field)} ({p.field}): {p.message}")
+
+    gpu_names = ", ".join(
+        sorted({f"{g.name} [{g.pci_id}]" for g in known} | {f"[{p}]" for p in unknown})
+    )
+    asked = [
+        f"{k}={v}"
+        for k, v in (
+            ("nvidia_driver_source", source),
+            ("driver", driver),
+            ("nvidia_driver_kernel_modules", flavor),
+            ("cuda_version", cuda),
+            ("cuda_cudnn_version", cudnn),
+        )
+        if v is not None
+    ]
+    if problems:
+        out["failed"] = True
+        lines = [
+            f"{host}: these versions do not work with its GPU(s) {gpu_names} ({', '.join(asked)}):"
+        ]
+        lines += [f"  - {p}" for p in problems]
+        if report.suggestion is not None:
+            s = report.suggestion
+            lines.append(f"Newest combination that works: {s.describe()}")
+            hint = [
+                "nvidia_driver_source: nvidia",
+                f'nvidia_driver_branch: "{s.driver_branch}"',
+                f"nvidia_driver_kernel_modules: {s.kernel_modules}",
+                f'cuda_version: "{s.cuda}"',
+            ]
+            if s.cudnn:
+                hint.append(f'cuda_cudnn_version: "{s.cudnn.split("-")[-1].split(".")[0]}"')
+            lines.append("  host vars for it: " + ", ".join(hint))
+        elif report.suggestion_missing_reason:
+            lines.append(f"No combination works: {report.suggestion_missing_reason}")
+        out["msg"] = "\n".join(lines)
+    else:
+        out["msg"] = f"{host}: {gpu_names} work with {', '.join(asked)}"
+    return out
+
+
+def role_defaults(roles_dir: Path) -> dict[str, Any]:
+    """The defaults of SETTINGS from each role's defaults/main.yml (absent roles: none)."""
+    found: dict[str, Any] = {}
+    for role in sorted(set(SETTINGS.values())):
+        path = roles_dir / role / "defaults" / "main.yml"
+        if not path.is_file():
+            continue
+        data = yaml.safe_load(path.read_text()) or {}
+        for key, owner in SETTINGS.items():
+            if owner == role and key in data:
+                found[key] = data[key]
+    return found
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        roles_dir = Path(str(args.get("roles_dir", "")))
+        if not roles_dir.is_dir():
+            raise AnsibleError(f"dlsetup.box.compat_check: roles_dir {roles_dir} is not a folder")
+        settings = role_defaults(roles_dir)
+        for key in SETTINGS:
+            if key in task_vars:
+                settings[key] = task_vars[key]
+        settings = self._templar.template(settings)
+        probe = args.get("gpus")
+        if probe is None:
+            probe = (task_vars.get("dl_facts_probe") or {}).get("gpus")
+        facts = task_vars.get("ansible_facts") or {}
+        distro = args.get("distro") or distro_key(
+            facts.get("distribution"), facts.get("distribution_major_version")
+        )
+        host = str(task_vars.get("inventory_hostname", "?"))
+        verdict = decide(host, self._templar.template(probe), settings, distro)
+        result.update(verdict)
+        result["changed"] = False
+        return result
