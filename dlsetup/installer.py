@@ -108,9 +108,9 @@ class Disk:
 
 def _plan_module() -> ModuleType:
     """The role's planner, for the same spec checks and size parsing the role uses."""
-    from ansible_collections.dlsetup.box.plugins.modules import disk_layout_plan  # noqa: PLC0415
+    from ansible_collections.dlsetup.box.plugins.module_utils import disk_plan  # noqa: PLC0415
 
-    return cast(ModuleType, disk_layout_plan)
+    return cast(ModuleType, disk_plan)
 
 
 def host_vars(host: str, explicit: list[str] | None, cwd: Path | None = None) -> dict[str, Any]:

@@ -31,9 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 
-from ansible_collections.dlsetup.box.plugins.modules import disk_layout_plan
+from ansible_collections.dlsetup.box.plugins.module_utils import disk_plan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,11 +104,6 @@ def host_problem() -> str | None:
     if probe.returncode != 0:
         return f"losetup cannot find a free loop device: {probe.stderr.strip()}"
     return None
-
-
-def load_plan_module() -> ModuleType:
-    """The role's planner module (the collection's plugins/modules/disk_layout_plan.py)."""
-    return disk_layout_plan
 
 
 class LoopDisks:
@@ -339,14 +333,13 @@ def blkid_value(node: str, key: str) -> str | None:
 
 
 def record_facts(device: str) -> dict:
-    """What disk_layout_plan reads from one disk (the module's own gatherer)."""
-    plan = load_plan_module()
+    """What disk_layout_plan reads from one disk (the planner's own gatherer)."""
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         proc = sh(*argv, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
-    return plan.gather_disk_facts(device, run)
+    return disk_plan.gather_disk_facts(device, run)
 
 
 def mounts_of(loops: list[str]) -> str:

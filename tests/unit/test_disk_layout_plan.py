@@ -1,4 +1,4 @@
-"""The disk_layout planner (roles/disk_layout/library/disk_layout_plan.py), as a pure function.
+"""The disk_layout planner (the collection's plugins/module_utils/disk_plan.py), as a pure function.
 
 Inputs are outputs recorded from real loop-device images (lsblk, sfdisk, blkid,
 and for the after-first-run state the fstab the role wrote and the mounts it
@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
+from ansible_collections.dlsetup.box.plugins.module_utils import disk_plan as plan_module
 
-from tests.disk_images import lab_spec, load_plan_module
+from tests.disk_images import lab_spec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "disk_layout"
 MIB = 1024 * 1024
-plan_module = load_plan_module()
 
 
 def fixture(name: str) -> dict:

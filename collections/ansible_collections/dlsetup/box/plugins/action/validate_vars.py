@@ -17,7 +17,7 @@ import yaml
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
-from ansible_collections.dlsetup.box.plugins.modules import disk_layout_plan
+from ansible_collections.dlsetup.box.plugins.module_utils import disk_plan
 
 
 def load_specs(roles_dir: Path, roles: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -61,10 +61,11 @@ def validate(
 
 
 # Checks beyond types, for variables whose shape carries meaning: the role's
-# own planner validates them, so preflight and the role never disagree.
-# variable -> (planner module, function(value, refusals))
+# own planner (module_utils, as the role's module imports it) validates them,
+# so preflight and the role never disagree.
+# variable -> (planner module_utils, function(value, refusals))
 SHAPE_CHECKS = {
-    "disk_layout_disks": (disk_layout_plan, "normalise_spec"),
+    "disk_layout_disks": (disk_plan, "normalise_spec"),
 }
 
 
