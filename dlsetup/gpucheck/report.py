@@ -53,11 +53,13 @@ def render_table(report: Report) -> str:
     for gpu in report.gpus:
         lines.append(_gpu_line(gpu))
     lines.append("")
-    lines.append(f"{'STATUS':<6} {'CHECK':<{ID_WIDTH}} DETAILS")
-    indent = " " * (7 + ID_WIDTH + 1)
+    # The column fits the longest check id (nvidia-module-missing-for-kernel is 32).
+    id_width = max([ID_WIDTH] + [len(c.id) for c in report.checks])
+    lines.append(f"{'STATUS':<6} {'CHECK':<{id_width}} DETAILS")
+    indent = " " * (7 + id_width + 1)
     for check in report.checks:
         wrapped = textwrap.wrap(check.message, WIDTH - len(indent)) or [""]
-        lines.append(f"{check.status.upper():<6} {check.id:<{ID_WIDTH}} {wrapped[0]}")
+        lines.append(f"{check.status.upper():<6} {check.id:<{id_width}} {wrapped[0]}")
         lines.extend(indent + line for line in wrapped[1:])
         if check.remedy and check.status in (FAIL, WARN):
             fix = textwrap.wrap("fix: " + check.remedy, WIDTH - len(indent))

@@ -138,3 +138,19 @@ def test_bench_local_without_torch_says_so_and_exits_2(
     err = capsys.readouterr().err
     assert "PyTorch is not installed" in err and sys.executable in err
     assert not out.exists()
+
+
+def test_cifar_rows_keep_the_bench_factors_made_from_unrounded_minutes(
+    raw: dict[str, Any],
+) -> None:
+    # The bench's own seed table (factors from 4.911 min) wins over a
+    # recomputation from the 4.9 the document prints.
+    doc = json.loads(json.dumps(raw))
+    doc["cifar10"]["minutes_for_100k_steps"] = 4.9
+    doc["cifar10"]["seed_table"] = [
+        {"hardware": "this host", "minutes": 4.9, "this_host": True, "times_this_host": 1.0},
+        {"hardware": "GTX 1080", "minutes": 103.0, "times_this_host": 20.97},
+    ]
+    rows = {r["hardware"]: r for r in bench_report.cifar_rows(doc, "box")}
+    assert rows["GTX 1080"]["times_this_host"] == 20.97  # not 103 / 4.9 = 21.02
+    assert rows["box (NVIDIA GeForce GTX 1080 Ti)"]["this_host"] is True

@@ -320,3 +320,14 @@ def test_importing_the_package_leaves_checks_and_bench_unloaded() -> None:
         "[]",
         f"dlsetup.gpucheck.checks dlsetup.gpucheck.probe {len(CHECK_IDS)}",
     ]
+
+
+def test_the_table_column_fits_the_longest_check_id(capsys: pytest.CaptureFixture[str]) -> None:
+    # nvidia-module-missing-for-kernel (32 characters) ran into its message in
+    # the device run's table; every check's message now starts in one column.
+    assert cli.main(["--replay", str(BUNDLE)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line[:7] in {"PASS   ", "SKIP   "}]
+    assert [r.split()[1] for r in rows] == list(DEVICE_VERDICTS)
+    columns = {len(r) - len(r[7:].split(" ", 1)[1].lstrip()) for r in rows}
+    assert columns == {7 + len("nvidia-module-missing-for-kernel") + 1}
