@@ -89,22 +89,6 @@ def test_mok_state(exists, output, expected):
     assert state.mok_state(exists, output) == expected
 
 
-# ------------------------------------------------------------------ container
-
-
-def test_container_detection(tmp_path):
-    assert state.in_container(str(tmp_path), "docker\n")
-    assert not state.in_container(str(tmp_path), "none\n")
-    (tmp_path / ".dockerenv").write_text("")
-    assert state.in_container(str(tmp_path), None)
-
-
-def test_container_from_pid1_environment(tmp_path):
-    (tmp_path / "proc" / "1").mkdir(parents=True)
-    (tmp_path / "proc" / "1" / "environ").write_bytes(b"PATH=/bin\0container=podman\0")
-    assert state.in_container(str(tmp_path), None)
-
-
 # ------------------------------------------------------------------ reboot reasons
 
 BASE = dict(
@@ -252,6 +236,25 @@ def test_gather_reads_the_previous_runs_state(tmp_path):
     assert out["secure_boot"] == "unsupported" and out["mok"] == "no-key"
     assert out["loaded_version"] == "535.261.03"
     assert out["reboot"]["action"] == "none"
+    assert out["in_container"] is False
+
+
+def test_gather_takes_the_container_answer_of_module_utils(tmp_path):
+    """Container or not is module_utils/container.py's answer (its own tests:
+    test_container_detection.py); a container skips the reboot it would need."""
+    modules(tmp_path, "nouveau")
+    (tmp_path / ".dockerenv").write_text("")
+    out = state.gather(
+        {
+            "sysroot": str(tmp_path),
+            "mok_cert": "/nope.der",
+            "state_file": "/var/lib/dlsetup/nvidia_driver.json",
+            "installed_version": "535.261.03",
+            "gpu_count": 1,
+        }
+    )
+    assert out["in_container"] is True
+    assert out["reboot"]["action"] == "skip"
 
 
 # ------------------------------------------------------------------ kernels, headers, DKMS

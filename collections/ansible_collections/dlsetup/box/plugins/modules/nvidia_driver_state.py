@@ -16,6 +16,10 @@ import subprocess
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dlsetup.box.plugins.module_utils.container import (
+    DETECT_VIRT,
+    container_kind,
+)
 
 DOCUMENTATION = r"""
 module: nvidia_driver_state
@@ -175,16 +179,6 @@ def mok_state(cert_exists: bool, test_key_output: str | None) -> str:
     if "enrollment request" in text:
         return "pending"
     return "not-enrolled"
-
-
-def in_container(sysroot: str, detect_virt_container: str | None) -> bool:
-    kind = (detect_virt_container or "").strip()
-    if kind and kind != "none":
-        return True
-    if os.path.exists(sysroot + "/.dockerenv") or os.path.exists(sysroot + "/run/.containerenv"):
-        return True
-    env = _read(sysroot + "/proc/1/environ") or b""
-    return b"container=" in env
 
 
 def loaded_modules(sysroot: str) -> set[str]:
@@ -469,7 +463,7 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
     mok = mok_state(
         cert_exists, _run(["mokutil", "--test-key", cert]) if live and cert_exists else None
     )
-    container = in_container(root, _run(["systemd-detect-virt", "--container"]) if live else None)
+    container = bool(container_kind(root, _run(list(DETECT_VIRT)) if live else None))
     mods = loaded_modules(root)
     loaded = loaded_version(root)
     reasons = reboot_reasons(
