@@ -151,14 +151,6 @@ THROTTLE_FIELDS = {
     "clocks_throttle_reasons.hw_power_brake_slowdown": "power brake (external power-brake signal)",
     "clocks_throttle_reasons.sw_thermal_slowdown": "driver thermal slowdown",
 }
-NVME_CRITICAL_WARNING_BITS = (
-    (0x01, "available spare below threshold"),
-    (0x02, "temperature outside its threshold"),
-    (0x04, "reliability degraded by media or internal errors"),
-    (0x08, "media placed in read-only mode"),
-    (0x10, "volatile memory backup failed"),
-    (0x20, "persistent memory region read-only"),
-)
 TORCH_PROBE = r"""# dlsetup-gpucheck torch-probe v1
 import json, sys, warnings
 out = {"torch": None}
@@ -1573,6 +1565,15 @@ def _nvme_controllers(
     return [c for c in controllers if isinstance(c, dict)], None
 
 
+def _nvme_warning_names(ctrl: dict[str, Any]) -> str:
+    """The critical-warning bits by name, as the nvme role decoded them into its fact
+    (the collection's module_utils/nvme.py is their one home)."""
+    names = ctrl.get("critical_warnings")
+    if isinstance(names, list) and names:
+        return ", ".join(str(n) for n in names)
+    return "bits not named in the facts: re-run the nvme role"
+
+
 def check_nvme_link(ctx: Context) -> CheckResult:
     controllers, early = _nvme_controllers(ctx, "nvme-link-degraded")
     if early:
@@ -1622,12 +1623,8 @@ def check_nvme_health(ctx: Context) -> CheckResult:
         media = to_int(ctrl.get("media_errors")) or 0
         temp = to_int(ctrl.get("temperature_c"))
         if critical:
-            bits = [text for bit, text in NVME_CRITICAL_WARNING_BITS if critical & bit]
-            fails.append(
-                "{}: critical warning 0x{:02x} ({})".format(
-                    label, critical, ", ".join(bits) or "unknown"
-                )
-            )
+            names = _nvme_warning_names(ctrl)
+            fails.append(f"{label}: critical warning 0x{critical:02x} ({names})")
         if used is not None and used >= 100:
             fails.append(f"{label}: {used}% of its rated endurance used")
         elif used is not None and used >= 90:
