@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 import jinja2
 
@@ -110,7 +110,7 @@ def _plan_module() -> ModuleType:
     """The role's planner, for the same spec checks and size parsing the role uses."""
     from ansible_collections.dlsetup.box.plugins.module_utils import disk_plan  # noqa: PLC0415
 
-    return cast(ModuleType, disk_plan)
+    return disk_plan
 
 
 def host_vars(host: str, explicit: list[str] | None, cwd: Path | None = None) -> dict[str, Any]:

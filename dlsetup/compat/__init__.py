@@ -1,29 +1,17 @@
-"""GPU / driver / CUDA / cuDNN compatibility: the knowledge behind ``dlsetup compat``
-and the preflight check.
+"""``dlsetup compat``: the command line over the compatibility engine.
 
-One job per module, and the engine (everything but ``cli``) needs neither
-argparse nor rich, so the preflight action plugin imports it alone:
+The engine (model, load, lookup, rules, suggest, check) and its data live in
+the collection dlsetup.box, ``plugins/module_utils/compat``, where the
+preflight action plugin imports it without this package; its names are
+re-exported here for dlsetup's own callers. This package adds:
 
-    model     the dataclasses (GPU, architecture, CUDA toolkit, report ...)
-    load      dlsetup/data/compat.yml (hand-kept tables) + gpus.json (generated)
-    lookup    names users type and PCI ids -> GPU models
-    rules     what each architecture allows; one check per setting
-    suggest   the newest combination that works
-    check     check(): a combination -> a Report
     cli       ``dlsetup compat`` (arguments, text report, --list-gpus)
     generate  what scripts/update-compat-data writes (gpus.json, cuda_driver_table.py)
-
-The GPU table is generated from NVIDIA's supported-gpus.json and pci.ids (see
-scripts/update-compat-data); the CUDA, cuDNN, architecture and distribution
-tables are hand-kept in compat.yml, each with its source.
 """
 
 from __future__ import annotations
 
-from dlsetup.compat.check import check
-from dlsetup.compat.load import load, load_path
-from dlsetup.compat.lookup import find_distribution, find_gpu, gpu_spec
-from dlsetup.compat.model import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat import (
     NVIDIA_VENDOR_ID,
     AmbiguousGpuError,
     Architecture,
@@ -39,13 +27,17 @@ from dlsetup.compat.model import (
     Spec,
     Suggestion,
     UnknownGpuError,
-)
-from dlsetup.compat.rules import (
+    check,
     distro_default_driver,
+    find_distribution,
+    find_gpu,
+    gpu_spec,
+    load,
+    load_path,
     recommended_kernel_modules,
     resolve_kernel_modules,
+    suggest,
 )
-from dlsetup.compat.suggest import suggest
 
 __all__ = [
     "NVIDIA_VENDOR_ID",

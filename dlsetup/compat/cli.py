@@ -7,10 +7,16 @@ import json
 import os
 import sys
 
-from dlsetup.compat.check import check
-from dlsetup.compat.load import load
-from dlsetup.compat.model import Gpu, Report, _compact, _norm
-from dlsetup.compat.rules import _distinct
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.check import check
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import load
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
+    Gpu,
+    Report,
+    _compact,
+    _norm,
+)
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.rules import _distinct
+
 from dlsetup.exitcodes import ExitCode
 
 # ================================================================ output
@@ -97,7 +103,8 @@ def _data_origin() -> str:
         f"GPU data: generated from NVIDIA's supported-gpus.json of drivers {lists} and "
         f"pci.ids {data.pci_ids_version or '?'} (Debian packages, fetched "
         f"{', '.join(fetched) or '?'}); CUDA, cuDNN, architecture and distribution "
-        "tables: hand-kept in dlsetup/data/compat.yml with their sources."
+        "tables: hand-kept in compat.yml with their sources (collection dlsetup.box, "
+        "plugins/module_utils/compat/data/)."
     )
 
 
@@ -129,7 +136,9 @@ where the data comes from:
   several driver releases, as Debian ships them), plus the newer ids pci.ids
   knows, placed by their chip codename (GA106 -> Ampere, sm_86); "inferred" in
   --list-gpus marks those. CUDA / cuDNN / architecture / distribution tables are
-  hand-kept in dlsetup/data/compat.yml, each with its source.
+  hand-kept in compat.yml, each with its source. Both live in the collection
+  dlsetup.box, plugins/module_utils/compat/data/ (gpus.json generated, sources/
+  its inputs with package versions and fetch dates).
   Refresh: scripts/update-compat-data --fetch (downloads the packages) or
   --offline (regenerates from the committed inputs); it prints what changed.
 """

@@ -1,7 +1,7 @@
 """The CUDA toolkit <-> driver questions gpucheck asks, answered from one table.
 
 The table, CUDA_MIN_DRIVER ({"X.Y": driver of the toolkit's GA release}), is
-generated into cuda_driver_table.py from dlsetup/data/compat.yml by
+generated into cuda_driver_table.py from the compat engine's data/compat.yml by
 scripts/update-compat-data; these functions read it (stdlib only, Python 3.8+,
 as all of gpucheck).
 

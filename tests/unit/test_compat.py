@@ -1,15 +1,14 @@
-"""Tests of dlsetup.compat: the compatibility data and `dlsetup compat`."""
+"""Tests of the compat engine (the collection's plugins/module_utils/compat), its
+data and `dlsetup compat`."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from importlib import resources
 
 import pytest
 import yaml
-
-from dlsetup.compat import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat import (
     AmbiguousGpuError,
     CompatError,
     check,
@@ -20,15 +19,17 @@ from dlsetup.compat import (
     recommended_kernel_modules,
     suggest,
 )
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import DATA_DIR
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import _vs
+
 from dlsetup.compat import cli as compat_cli
 from dlsetup.compat.cli import cli, format_report
-from dlsetup.compat.model import _vs
 
 # ------------------------------------------------------------------ the data file
 
 
 def _raw() -> dict:
-    text = (resources.files("dlsetup.data") / "compat.yml").read_text(encoding="utf-8")
+    text = (DATA_DIR / "compat.yml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 

@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from ansible_collections.dlsetup.box.plugins.module_utils.compat import load
 
-from dlsetup.compat import generate, load
+from dlsetup.compat import generate
 from dlsetup.gpucheck import cuda_drivers
 
 ROOT = Path(__file__).resolve().parents[2]

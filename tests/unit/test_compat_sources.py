@@ -1,7 +1,7 @@
 """compat's answers checked against the source files the GPU table was generated from.
 
 These tests read NVIDIA's supported-gpus.json files and pci.ids' NVIDIA section
-as committed under dlsetup/data/sources/ (the generator's inputs), not the
+as committed under the engine's data/sources/ (the generator's inputs), not the
 generated gpus.json, and ask compat about every device id in them.
 """
 
@@ -13,14 +13,18 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
+from ansible_collections.dlsetup.box.plugins.module_utils.compat import (
+    UnknownGpuError,
+    check,
+    find_gpu,
+)
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import DATA_DIR
 
-from dlsetup.compat import UnknownGpuError, check, find_gpu
 from dlsetup.compat.cli import cli
 
-SOURCES = Path(__file__).resolve().parents[2] / "dlsetup" / "data" / "sources"
+SOURCES = DATA_DIR / "sources"
 OPEN_MODULES_FIRST = 515  # NVIDIA's open kernel modules first shipped with R515
 
 

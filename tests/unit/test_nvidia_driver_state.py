@@ -217,21 +217,26 @@ def test_gather_on_a_secure_boot_box_with_a_pending_key(tmp_path):
     assert out["previous"] == {}
 
 
+def gather_535(root, **params):
+    """gather() under a system root, for a box with one GPU and driver 535 installed."""
+    return state.gather(
+        {
+            "sysroot": str(root),
+            "mok_cert": "/nope.der",
+            "state_file": "/var/lib/dlsetup/nvidia_driver.json",
+            "installed_version": "535.261.03",
+            "gpu_count": 1,
+            **params,
+        }
+    )
+
+
 def test_gather_reads_the_previous_runs_state(tmp_path):
     modules(tmp_path, "nvidia", nvidia_version="535.261.03")
     sf = tmp_path / "var" / "lib" / "dlsetup" / "nvidia_driver.json"
     sf.parent.mkdir(parents=True)
     sf.write_text(json.dumps({"mok_enroll_pending": True, "reboot_required": True}))
-    out = state.gather(
-        {
-            "sysroot": str(tmp_path),
-            "mok_cert": "/nope.der",
-            "state_file": "/var/lib/dlsetup/nvidia_driver.json",
-            "installed_version": "535.261.03",
-            "gpu_count": 1,
-            "connection_local": True,
-        }
-    )
+    out = gather_535(tmp_path, connection_local=True)
     assert out["previous"]["mok_enroll_pending"] is True
     assert out["secure_boot"] == "unsupported" and out["mok"] == "no-key"
     assert out["loaded_version"] == "535.261.03"
@@ -244,15 +249,7 @@ def test_gather_takes_the_container_answer_of_module_utils(tmp_path):
     test_container_detection.py); a container skips the reboot it would need."""
     modules(tmp_path, "nouveau")
     (tmp_path / ".dockerenv").write_text("")
-    out = state.gather(
-        {
-            "sysroot": str(tmp_path),
-            "mok_cert": "/nope.der",
-            "state_file": "/var/lib/dlsetup/nvidia_driver.json",
-            "installed_version": "535.261.03",
-            "gpu_count": 1,
-        }
-    )
+    out = gather_535(tmp_path)
     assert out["in_container"] is True
     assert out["reboot"]["action"] == "skip"
 

@@ -4,9 +4,11 @@ Runs on the controller (no connection to the host) after the preflight probe
 (``dl_facts_probe``): the NVIDIA GPUs found there and the host's settings
 (``nvidia_driver_branch``, ``nvidia_driver_kernel_modules``, ``cuda_version``,
 ``cuda_cudnn_version``, with each role's defaults for what the host does not
-set) go through :func:`dlsetup.compat.check`. An incompatible combination
-fails the task, naming the host, the GPUs, the settings at fault and the
-newest combination that works; inside the Preflight play that is exit 2,
+set) go through the compat engine's :func:`check`
+(``plugins/module_utils/compat``, shipped in this collection, so plain
+ansible-playbook needs no dlsetup package). An incompatible combination fails
+the task, naming the host, the GPUs, the settings at fault and the newest
+combination that works; inside the Preflight play that is exit 2,
 before anything is installed.
 
 The nvidia_driver role calls the same plugin to learn what
@@ -25,8 +27,7 @@ from typing import Any
 import yaml
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
-
-from dlsetup import compat
+from ansible_collections.dlsetup.box.plugins.module_utils import compat
 
 # setting -> the role whose defaults/main.yml gives its default
 SETTINGS = {

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dlsetup.compat.load import load
-from dlsetup.compat.lookup import find_distribution, find_gpu
-from dlsetup.compat.model import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import load
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.lookup import (
+    find_distribution,
+    find_gpu,
+)
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
     NVIDIA_VENDOR_ID,
     AmbiguousGpuError,
     CompatData,
@@ -15,7 +18,7 @@ from dlsetup.compat.model import (
     Report,
     UnknownGpuError,
 )
-from dlsetup.compat.rules import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.rules import (
     _check_cuda,
     _check_cuda_driver,
     _check_cudnn,
@@ -28,7 +31,7 @@ from dlsetup.compat.rules import (
     _parse_driver,
     _parse_kernel_modules,
 )
-from dlsetup.compat.suggest import suggest
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.suggest import suggest
 
 
 def check(

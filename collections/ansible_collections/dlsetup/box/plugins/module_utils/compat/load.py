@@ -1,18 +1,16 @@
-"""Loading: dlsetup/data/compat.yml (the hand-kept tables) and dlsetup/data/gpus.json
-(the generated GPU table) into one :class:`CompatData`, cached."""
+"""Loading: data/compat.yml (the hand-kept tables) and data/gpus.json (the
+generated GPU table), beside this package, into one :class:`CompatData`, cached."""
 
 from __future__ import annotations
 
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-from dlsetup.compat.model import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
     Architecture,
     CcSupport,
     CompatData,
@@ -25,6 +23,11 @@ from dlsetup.compat.model import (
     Spec,
     _v,
 )
+
+# The data travels with the engine: found beside this file in a checkout, an
+# installed wheel and an installed collection alike (Ansible's collection
+# loader sets __file__ to the real path too).
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 # ================================================================ loading
 
@@ -279,8 +282,5 @@ def load_path(path: Path, gpus_json: Path | None = None) -> CompatData:
 
 @functools.cache
 def load() -> CompatData:
-    """Load (once) the data shipped in ``dlsetup/data``: compat.yml and gpus.json."""
-    here = resources.files("dlsetup.data")
-    text = (here / "compat.yml").read_text(encoding="utf-8")
-    table = json.loads((here / "gpus.json").read_text(encoding="utf-8"))
-    return _parse_data(_yaml_load(text), table)
+    """Load (once) the data shipped beside the engine: compat.yml and gpus.json."""
+    return load_path(DATA_DIR / "compat.yml", DATA_DIR / "gpus.json")

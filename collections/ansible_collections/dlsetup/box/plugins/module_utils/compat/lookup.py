@@ -7,8 +7,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from dlsetup.compat.load import load
-from dlsetup.compat.model import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import load
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
     NVIDIA_VENDOR_ID,
     AmbiguousGpuError,
     CompatData,

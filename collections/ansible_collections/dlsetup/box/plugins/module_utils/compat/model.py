@@ -93,7 +93,7 @@ class Architecture:
 class Gpu:
     """One GPU model: one or more PCI device ids with the same facts.
 
-    The facts come from dlsetup/data/gpus.json (generated from NVIDIA's
+    The facts come from data/gpus.json (generated from NVIDIA's
     supported-gpus.json and pci.ids); ``first_branch`` is resolved by the
     loader from the architecture, the chip and the lists that do not name it.
     """

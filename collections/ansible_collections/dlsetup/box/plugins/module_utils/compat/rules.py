@@ -7,9 +7,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from dlsetup.compat.load import load
-from dlsetup.compat.lookup import find_distribution
-from dlsetup.compat.model import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import load
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.lookup import find_distribution
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
     Architecture,
     CcSupport,
     CompatData,

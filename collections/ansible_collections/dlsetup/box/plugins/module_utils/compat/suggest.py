@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dlsetup.compat.load import load
-from dlsetup.compat.model import Gpu, Suggestion, _cmp, _v, _vs
-from dlsetup.compat.rules import (
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import load
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
+    Gpu,
+    Suggestion,
+    _cmp,
+    _v,
+    _vs,
+)
+from ansible_collections.dlsetup.box.plugins.module_utils.compat.rules import (
     _branch_supports,
     _cudnn_ok,
     _distinct,
