@@ -4,19 +4,23 @@ The collector is pure: it takes runner event dicts (as ansible-runner hands
 them to ``event_handler``) and keeps per-host counts, failures, changes,
 reported skips and whether a reboot is needed. Displays read from it.
 
-Conventions the roles follow so that the summary can say more than counts:
+The contract with the playbooks is data, not names (DESIGN.md, convention 14).
+Two things are read, nothing else:
 
-* ``set_fact: <role>_skipped: [{step: ..., reason: ...}, ...]`` records steps
-  the role deliberately did not run (no GPU, in a container, ...).
-* ``set_fact: <role>_reboot_required: true`` records that a reboot is pending.
-* ``set_fact: <role>_report: {...}`` hands a structured report to the CLI
-  (``dlsetup facts`` reads ``dl_facts_report``).
+* The per-host fact ``dlsetup_result`` (documented in the collection's
+  README), which the stages build up as they run through the dlsetup role's
+  ``tasks/result.yml``: a ``set_fact`` event (``resolved_action``
+  ``ansible.builtin.set_fact``) whose ``ansible_facts`` hold it. It says
+  which stage the host is in (``stage``), each stage's skipped steps and
+  whether it needs a reboot (``stages``), and the stages' structured reports
+  (``reports``, e.g. ``dl_facts_report`` for ``dlsetup facts``).
+* The failed task's ``resolved_action``.
 
-(Each role sets facts with its own prefix, as ansible-lint's
-``var-naming[no-role-prefix]`` asks.)
-* Plays whose name starts with ``Preflight`` validate input: a failure there
-  is bad input (exit 2). Plays whose name starts with ``Smoke test`` run the
-  smoke test: a failure there is a failed smoke test (exit 4).
+A failure is bad input (exit 2) when its action is an input check
+(:data:`INPUT_CHECK_ACTIONS`: argument specs, host vars, version
+compatibility) or the host was in the ``preflight`` stage; it is a failed smoke
+test (exit 4) when the host was in the ``smoke`` stage. Play and task names
+are only shown, never matched.
 """
 
 from __future__ import annotations
@@ -27,8 +31,19 @@ from typing import Any
 
 from dlsetup.exitcodes import ExitCode
 
-PREFLIGHT_PREFIX = "Preflight"
-SMOKE_PREFIX = "Smoke test"
+RESULT_FACT = "dlsetup_result"
+SET_FACT_ACTIONS = frozenset({"ansible.builtin.set_fact", "ansible.legacy.set_fact", "set_fact"})
+# Tasks that only check what was asked: wherever they fail, the input is bad.
+INPUT_CHECK_ACTIONS = frozenset(
+    {
+        "ansible.builtin.validate_argument_spec",
+        "dlsetup.box.validate_vars",
+        "dlsetup.box.compat_check",
+    }
+)
+# dlsetup_result.stage values with an exit code of their own.
+STAGE_PREFLIGHT = "preflight"
+STAGE_SMOKE = "smoke"
 
 
 _PACKAGE_ACTIONS = {
@@ -68,6 +83,15 @@ _DISK_ACTIONS = {
     "filesystem",
     "mount",
 }
+_SERVICE_ACTIONS = {
+    "ansible.builtin.service",
+    "ansible.builtin.systemd",
+    "ansible.builtin.systemd_service",
+    "service",
+    "systemd",
+    "systemd_service",
+}
+_REBOOT_ACTIONS = {"ansible.builtin.reboot", "reboot"}
 
 
 @dataclass
@@ -102,8 +126,7 @@ class HostSummary:
     changes: list[Change] = field(default_factory=list)
     skipped_steps: list[dict[str, str]] = field(default_factory=list)
     reports: dict[str, Any] = field(default_factory=dict)
-    skipped_by: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    reboot_by: dict[str, bool] = field(default_factory=dict)
+    stage: str = ""  # dlsetup_result.stage: the last stage this host reached
     _first: float | None = None
     _last: float | None = None
 
@@ -112,9 +135,24 @@ class HostSummary:
         d.pop("_first")
         d.pop("_last")
         d.pop("current_task")
-        d.pop("skipped_by")
-        d.pop("reboot_by")
         return d
+
+    def take_result(self, result: dict[str, Any]) -> None:
+        """Read the host's ``dlsetup_result`` (each event carries all of it so far)."""
+        self.stage = str(result.get("stage") or "")
+        stages = result.get("stages")
+        stages = stages if isinstance(stages, dict) else {}
+        parts = [p for p in stages.values() if isinstance(p, dict)]
+        self.skipped_steps = [
+            {"step": str(s.get("step", "")), "reason": str(s.get("reason", ""))}
+            for p in parts
+            for s in (p.get("skipped") or [])
+            if isinstance(s, dict)
+        ]
+        # One stage that needs a reboot is enough; another saying no does not clear it.
+        self.reboot_required = any(bool(p.get("reboot_required")) for p in parts)
+        reports = result.get("reports")
+        self.reports = dict(reports) if isinstance(reports, dict) else {}
 
 
 def _item_label(item: Any) -> str | None:
@@ -134,11 +172,16 @@ def _kind(action: str) -> str:
         return "file"
     if action in _DISK_ACTIONS:
         return "disk"
-    if action.endswith(("service", "systemd", "systemd_service")):
+    if action in _SERVICE_ACTIONS:
         return "service"
-    if action.endswith("reboot"):
+    if action in _REBOOT_ACTIONS:
         return "reboot"
     return "other"
+
+
+def _action(data: dict[str, Any]) -> str:
+    """The task's action as Ansible resolved it (``ansible.builtin.copy`` for ``copy``)."""
+    return str(data.get("resolved_action") or data.get("task_action") or "")
 
 
 def _result_message(res: dict[str, Any]) -> str:
@@ -182,10 +225,12 @@ class EventCollector:
         hs._last = now
         hs.elapsed_s = round(hs._last - hs._first, 1)
 
-    def _category(self, play: str) -> str:
-        if play.startswith(PREFLIGHT_PREFIX):
+    @staticmethod
+    def _category(hs: HostSummary, action: str) -> str:
+        """What a failed task means, from its action and the stage its host is in."""
+        if action in INPUT_CHECK_ACTIONS or hs.stage == STAGE_PREFLIGHT:
             return "preflight"
-        if play.startswith(SMOKE_PREFIX):
+        if hs.stage == STAGE_SMOKE:
             return "smoke"
         return "task"
 
@@ -223,24 +268,33 @@ class EventCollector:
         task = str(data.get("task", self.task))
         play = str(data.get("play", self.play))
         hs.current_task = task
+        action = _action(data)
         res: dict[str, Any] = data.get("res") or {}
-        facts = res.get("ansible_facts") or {}
-        if isinstance(facts, dict):
-            self._role_facts(hs, facts)
-        if name == "runner_on_skipped":
+        outcome = name.removeprefix("runner_on_")  # ok, failed, skipped, unreachable, ...
+        facts = res.get("ansible_facts")
+        if (
+            outcome == "ok"
+            and action in SET_FACT_ACTIONS
+            and isinstance(facts, dict)
+            and isinstance(facts.get(RESULT_FACT), dict)
+        ):
+            hs.take_result(facts[RESULT_FACT])
+        if outcome == "skipped":
             hs.skipped += 1
-        elif name == "runner_on_unreachable":
+        elif outcome == "unreachable":
             hs.unreachable = True
             hs.failures.append(Failure(task, play, _result_message(res), "unreachable"))
-        elif name == "runner_on_failed" and data.get("ignore_errors"):
+        elif outcome == "failed" and data.get("ignore_errors"):
             hs.ignored += 1
-        elif name == "runner_on_failed":
+        elif outcome == "failed":
             hs.failed += 1
-            hs.failures.append(Failure(task, play, _result_message(res), self._category(play)))
-        elif name == "runner_on_ok":
+            hs.failures.append(
+                Failure(task, play, _result_message(res), self._category(hs, action))
+            )
+        elif outcome == "ok":
             hs.ok += 1
             if res.get("changed"):
-                self._changed(hs, task, str(data.get("task_action", "")), res)
+                self._changed(hs, task, action, res)
 
     @staticmethod
     def _changed(hs: HostSummary, task: str, action: str, res: dict[str, Any]) -> None:
@@ -252,22 +306,6 @@ class EventCollector:
         for sub in items:
             if isinstance(sub, dict) and sub.get("changed"):
                 hs.changes.append(Change(task, action, _kind(action), _item_label(sub.get("item"))))
-
-    @staticmethod
-    def _role_facts(hs: HostSummary, facts: dict[str, Any]) -> None:
-        for key, val in facts.items():
-            if key.endswith("_skipped") and isinstance(val, list):
-                hs.skipped_by[key] = [
-                    {"step": str(s.get("step", "")), "reason": str(s.get("reason", ""))}
-                    for s in val
-                    if isinstance(s, dict)
-                ]
-                hs.skipped_steps = [s for steps in hs.skipped_by.values() for s in steps]
-            elif key.endswith("_reboot_required"):
-                hs.reboot_by[key] = bool(val)
-                hs.reboot_required = any(hs.reboot_by.values())
-            elif key.endswith("_report"):
-                hs.reports[key] = val
 
     def _stats(self, data: dict[str, Any]) -> None:
         self.stats_seen = True

@@ -338,9 +338,17 @@ def smoke_events(report: dict[str, Any]) -> list[dict[str, Any]]:
             "event": "runner_on_ok",
             "event_data": {
                 "host": "mybox",
-                "task": "Hand the report to the CLI",
-                "task_action": "ansible.builtin.set_fact",
-                "res": {"changed": False, "ansible_facts": {"gpu_smoke_test_report": report}},
+                "task": "Hand the smoke stage's result to the CLI (dlsetup_result)",
+                "resolved_action": "ansible.builtin.set_fact",
+                "res": {
+                    "changed": False,
+                    "ansible_facts": {
+                        "dlsetup_result": {
+                            "stage": "smoke",
+                            "reports": {"gpu_smoke_test_report": report},
+                        }
+                    },
+                },
             },
         },
         {
@@ -454,10 +462,19 @@ def test_bench_host_without_torch_is_exit_2(
                 "event": "runner_on_ok",
                 "event_data": {
                     "host": "mybox",
-                    "task": "Report what is missing",
+                    "task": "Hand the bench stage's result to the CLI (dlsetup_result)",
+                    "resolved_action": "ansible.builtin.set_fact",
                     "res": {
                         "ansible_facts": {
-                            "gpu_smoke_test_bench_report": {"missing": True, "error": missing}
+                            "dlsetup_result": {
+                                "stage": "bench",
+                                "reports": {
+                                    "gpu_smoke_test_bench_report": {
+                                        "missing": True,
+                                        "error": missing,
+                                    }
+                                },
+                            }
                         }
                     },
                 },
@@ -562,8 +579,13 @@ def facts_events(report: dict[str, Any]) -> list[dict[str, Any]]:
             "event": "runner_on_ok",
             "event_data": {
                 "host": "mybox",
-                "task": "Hand the facts to the CLI",
-                "res": {"ansible_facts": {"dl_facts_report": report}},
+                "task": "Hand the facts stage's result to the CLI (dlsetup_result)",
+                "resolved_action": "ansible.builtin.set_fact",
+                "res": {
+                    "ansible_facts": {
+                        "dlsetup_result": {"stage": "facts", "reports": {"dl_facts_report": report}}
+                    }
+                },
             },
         },
     ]
@@ -626,8 +648,16 @@ def test_bench_host_writes_the_report_from_the_fetched_json(
                 "event": "runner_on_ok",
                 "event_data": {
                     "host": "mybox",
-                    "task": "Hand the result to the CLI",
-                    "res": {"ansible_facts": {"gpu_smoke_test_bench_report": {"missing": False}}},
+                    "task": "Hand the bench stage's result to the CLI (dlsetup_result)",
+                    "resolved_action": "ansible.builtin.set_fact",
+                    "res": {
+                        "ansible_facts": {
+                            "dlsetup_result": {
+                                "stage": "bench",
+                                "reports": {"gpu_smoke_test_bench_report": {"missing": False}},
+                            }
+                        }
+                    },
                 },
             },
             {
