@@ -3,7 +3,9 @@
 The repositories come from tests/aptrepo.py: signed local repositories served
 over http by a project container. They stand in for NVIDIA's and Docker's
 servers, which CI cannot reach; the task file is the one the roles run on a
-user's box.
+user's box. A stand-in names its own key URL and fingerprint, so it takes the
+fetch-once path (fetched, fingerprint checked on the host); a key given as
+text takes the path of the vendor keys kept in roles/dlsetup/files/keys/.
 """
 
 from __future__ import annotations
@@ -94,7 +96,25 @@ def test_a_key_with_another_fingerprint_is_refused_and_removed(
     assert "not the pinned EB693B3035CD5710E231E123A4B469963BF863CC" in res.stdout
     assert "for the wrong-key repository" in res.stdout
     assert "wrong-key" not in state(box)
-    assert "wrong-key" not in sh(box, "ls /var/lib/dlsetup/keys")
+
+
+def test_a_key_given_as_text_is_installed_as_it_is(repos: dict[str, Any], box: str) -> None:
+    """The path of a key kept in files/keys/: no fetch, no fingerprint check on the host."""
+    # Another repository than the first test's: apt refuses one URL with two Signed-By.
+    repo = repos["libnvidia-container"]
+    key = (aptrepo.CACHE / "srv" / "libnvidia-container" / aptrepo.KEY_FILE).read_text()
+    extra = {"repo": dict(repo, key_url="http://127.0.0.1:9/unreachable"), "repo_key": key,
+             "source_name": "given-key"}  # fmt: skip
+    res = play(box, extra)
+    assert res.returncode == 0, res.stdout
+    assert sh(box, "cat /etc/apt/keyrings/dlsetup-given-key.asc").strip() == key.strip()
+    assert "Signed-By: /etc/apt/keyrings/dlsetup-given-key.asc" in sh(
+        box, "cat /etc/apt/sources.list.d/given-key.sources"
+    )
+    again = play(box, extra)
+    assert again.returncode == 0, again.stdout
+    assert recap(again.stdout)["changed"] == 0, again.stdout
+    sh(box, "rm /etc/apt/sources.list.d/given-key.sources /etc/apt/keyrings/dlsetup-given-key.asc")
 
 
 def test_a_repository_that_does_not_answer_leaves_no_source_behind(
