@@ -24,6 +24,7 @@ from dlsetup.events import EventCollector
 from dlsetup.exitcodes import ExitCode
 from dlsetup.inventory import (
     InventoryError,
+    add_inventory_argument,
     demo_inventory_path,
     parse_extravars,
     resolve_target,
@@ -61,14 +62,7 @@ def _add_target_args(p: argparse.ArgumentParser, host_required: bool = True) -> 
         help="a host, a group or an Ansible pattern (e.g. 'lab:!gpu3'); "
         "a name in no inventory is taken as an SSH address ([user@]host)",
     )
-    p.add_argument(
-        "-i",
-        "--inventory",
-        action="append",
-        metavar="INVENTORY",
-        help="inventory file or folder (repeatable); default ./inventory/, "
-        "then $XDG_CONFIG_HOME/dlsetup/inventory",
-    )
+    add_inventory_argument(p)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:

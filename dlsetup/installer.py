@@ -38,7 +38,12 @@ from typing import Any
 import jinja2
 
 from dlsetup.exitcodes import ExitCode
-from dlsetup.inventory import InventoryError, resolve_sources, strict_inventory
+from dlsetup.inventory import (
+    InventoryError,
+    add_inventory_argument,
+    resolve_sources,
+    strict_inventory,
+)
 
 FORMATS = ("autoinstall", "preseed")
 
@@ -410,14 +415,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host", metavar="HOST", help="the inventory host whose disk_layout_disks to use"
     )
-    p.add_argument(
-        "-i",
-        "--inventory",
-        action="append",
-        metavar="INVENTORY",
-        help="inventory file or folder (repeatable); default ./inventory/, "
-        "then $XDG_CONFIG_HOME/dlsetup/inventory",
-    )
+    add_inventory_argument(p)
     p.add_argument(
         "--format",
         default="autoinstall",

@@ -9,6 +9,7 @@ as an address to reach over SSH (``user@address`` sets the SSH user).
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from dataclasses import dataclass
@@ -27,6 +28,18 @@ _ADDRESS = re.compile(
 
 class InventoryError(ValueError):
     """Bad inventory or host pattern (exit code 2)."""
+
+
+def add_inventory_argument(p: argparse.ArgumentParser) -> None:
+    """-i/--inventory, as every command that reads an inventory takes it."""
+    p.add_argument(
+        "-i",
+        "--inventory",
+        action="append",
+        metavar="INVENTORY",
+        help="inventory file or folder (repeatable); default ./inventory/, "
+        "then $XDG_CONFIG_HOME/dlsetup/inventory",
+    )
 
 
 def state_dir() -> Path:

@@ -11,7 +11,7 @@ which the role itself brings through the headers metapackage
 Debian amd64 box follows; in a container the role installs it only when
 named). Debian's real nvidia-kernel-dkms is then compiled for both, and the
 role checks both in DKMS's status (in a container, where nothing boots, a
-kernel counts by its headers: library/nvidia_driver_state.py).
+kernel counts by its headers: the module dlsetup.box.nvidia_driver_state).
 
 The fault case is the real failure: a kernel whose module is gone and whose
 headers were removed (the image of that kernel is in /boot, taken from
