@@ -1,0 +1,110 @@
+"""The roles' shape (DESIGN.md conventions 2 and 13): one way to pick OS-specific
+vars, no vars file that only repeats another, and meta/main.yml naming every
+other role a role uses."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dlsetup import content
+
+ROLES = sorted(p for p in content.roles_dir().iterdir() if (p / "tasks" / "main.yml").is_file())
+
+# The dispatch every role with OS-specific vars files runs, in this order.
+CHAIN = [
+    "{{ ansible_facts['distribution'] }}-{{ ansible_facts['distribution_major_version'] }}.yml",
+    "{{ ansible_facts['distribution'] }}.yml",
+    "{{ ansible_facts['os_family'] }}.yml",
+    "main.yml",
+]
+
+
+def os_vars_files(role: Path) -> list[Path]:
+    return sorted(
+        p for p in (role / "vars").glob("*.yml") if p.name != "main.yml"
+    )  # none without vars/
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_os_specific_vars_are_picked_by_the_one_first_found_chain(role: Path) -> None:
+    tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text())
+    loads = [t for t in tasks if "ansible.builtin.include_vars" in t]
+    if not os_vars_files(role):
+        assert loads == [], f"{role.name} has no OS-specific vars to load"
+        return
+    assert len(loads) == 1, role.name
+    task = loads[0]
+    assert task["name"] == "Load the OS-specific variables"
+    assert "lookup('ansible.builtin.first_found'" in task["ansible.builtin.include_vars"]
+    (chain,) = task["vars"].values()
+    assert chain["files"] == CHAIN
+    assert chain["paths"] == ["{{ role_path }}/vars"]
+    for f in os_vars_files(role):  # every file is reachable by some host
+        assert re.fullmatch(r"(Debian|Ubuntu|RedHat)(-\d+)?\.yml", f.name), f
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_os_specific_tasks_are_setup_os_family(role: Path) -> None:
+    text = (role / "tasks" / "main.yml").read_text()
+    setups = sorted(p.name for p in (role / "tasks").glob("setup-*.yml"))
+    if setups:
+        assert "include_tasks: \"setup-{{ ansible_facts['os_family'] }}.yml\"" in text, role.name
+        assert all(re.fullmatch(r"setup-(Debian|RedHat)\.yml", s) for s in setups), setups
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_no_vars_file_repeats_another(role: Path) -> None:
+    """An OS file holds only what differs from main.yml, and from its siblings."""
+    main_file = role / "vars" / "main.yml"
+    main = (yaml.safe_load(main_file.read_text()) or {}) if main_file.is_file() else {}
+    files = {f.name: yaml.safe_load(f.read_text()) or {} for f in os_vars_files(role)}
+    for name, data in files.items():
+        same = sorted(k for k, v in data.items() if k in main and main[k] == v)
+        assert same == [], f"{role.name}/vars/{name} repeats main.yml: {same}"
+    names = sorted(files)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert files[a] != files[b], f"{role.name}: vars/{a} and vars/{b} hold the same"
+
+
+def include_roles(role: Path) -> set[tuple[str, str]]:
+    calls = set()
+    for f in (role / "tasks").glob("*.yml"):
+        for task in walk(yaml.safe_load(f.read_text()) or []):
+            inc: Any = task.get("ansible.builtin.include_role")
+            if inc and inc["name"] != f"dlsetup.box.{role.name}":
+                calls.add((inc["name"], inc.get("tasks_from", "main")))
+    return calls
+
+
+def walk(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for t in tasks:
+        out.append(t)
+        for key in ("block", "rescue", "always"):
+            out.extend(walk(t.get(key) or []))
+    return out
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_meta_names_every_role_used(role: Path) -> None:
+    """Each include_role of another role is an entry point (tasks_from), listed
+    in meta/main.yml; a whole role used would be a dependency instead, and a
+    role both depended on and included would run twice."""
+    text = (role / "meta" / "main.yml").read_text()
+    meta = yaml.safe_load(text)
+    deps = {d if isinstance(d, str) else d["role"] for d in meta.get("dependencies") or []}
+    listed = set(re.findall(r"^#\s+(dlsetup\.box\.\w+) tasks_from: (\w+)", text, re.M))
+    calls = include_roles(role)
+    assert all(tf != "main" for _, tf in calls), (
+        f"{role.name} includes a whole role: make it a dependency"
+    )
+    assert listed == calls, role.name
+    assert not deps & {name for name, _ in calls}, (
+        f"{role.name}: a dependency also included runs twice"
+    )
