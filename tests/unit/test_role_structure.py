@@ -108,3 +108,14 @@ def test_meta_names_every_role_used(role: Path) -> None:
     assert not deps & {name for name, _ in calls}, (
         f"{role.name}: a dependency also included runs twice"
     )
+
+
+def test_the_python3_apt_skip_reason_is_written_once() -> None:
+    """Every role that leaves a package step out of a plan on a box without
+    python3-apt gives the base stage's one reason (the fact dlsetup_apt_not_ready_reason)."""
+    where = [
+        str(f.relative_to(content.roles_dir()))
+        for f in content.roles_dir().rglob("*.yml")
+        if "python3-apt is not installed yet" in f.read_text()
+    ]
+    assert where == ["dlsetup/tasks/base.yml"]
