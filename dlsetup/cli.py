@@ -472,6 +472,64 @@ EXAMPLES = {
 }
 
 
+_AddParser = Callable[[str, str], argparse.ArgumentParser]
+
+
+def _add_smoke_parser(add: _AddParser) -> None:
+    p = add("smoke", "GPU smoke test that proves the whole stack works (exit 4 if a check fails)")
+    _add_target_args(p, host_required=False)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--local", action="store_true", help="run on this machine, without Ansible")
+    mode.add_argument("--replay", metavar="DIR", help="diagnose offline from a support bundle")
+    p.add_argument(
+        "--capture",
+        metavar="DIR",
+        help="save every input the checks read into a support bundle "
+        "(with --host: fetched to DIR/<host>/)",
+    )
+    p.add_argument(
+        "--container-image",
+        metavar="IMG",
+        help="a local image with nvidia-smi for the container runtime check",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=cmd_smoke)
+
+
+def _add_bench_parser(add: _AddParser) -> None:
+    p = add("bench", "how fast the box is against what its parts should reach")
+    _add_target_args(p, host_required=False)
+    p.add_argument("--local", action="store_true", help="run on this machine, without Ansible")
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        default="dlsetup-bench",
+        help="where report.json, report.md, the charts and each host's raw JSON go "
+        "(default ./dlsetup-bench)",
+    )
+    p.add_argument(
+        "--cifar-dir",
+        metavar="DIR",
+        help="CIFAR-10 binary batches on the target (default: synthetic CIFAR-shaped data)",
+    )
+    p.add_argument("--nvme-device", metavar="DEV", help="NVMe namespace to read with fio")
+    p.add_argument(
+        "--container-image",
+        metavar="IMG",
+        help="an image with PyTorch (CUDA) to run the bench in when the target has no torch",
+    )
+    p.add_argument(
+        "--python",
+        metavar="PY",
+        default="python3",
+        help="with --local: the interpreter whose torch runs the bench (default python3)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlsetup",
@@ -527,25 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--destroy", action="store_true", help="remove the demo box")
     p.set_defaults(func=cmd_demo, check=False, diff=False)
 
-    p = add("smoke", "GPU smoke test that proves the whole stack works (exit 4 if a check fails)")
-    _add_target_args(p, host_required=False)
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--local", action="store_true", help="run on this machine, without Ansible")
-    mode.add_argument("--replay", metavar="DIR", help="diagnose offline from a support bundle")
-    p.add_argument(
-        "--capture",
-        metavar="DIR",
-        help="save every input the checks read into a support bundle "
-        "(with --host: fetched to DIR/<host>/)",
-    )
-    p.add_argument(
-        "--container-image",
-        metavar="IMG",
-        help="a local image with nvidia-smi for the container runtime check",
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.set_defaults(func=cmd_smoke)
+    _add_smoke_parser(add)
 
     from dlsetup.compat import cli as compat  # noqa: PLC0415
 
@@ -556,36 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     compat.add_arguments(p)
     p.set_defaults(func=compat.run)
 
-    p = add("bench", "how fast the box is against what its parts should reach")
-    _add_target_args(p, host_required=False)
-    p.add_argument("--local", action="store_true", help="run on this machine, without Ansible")
-    p.add_argument(
-        "--report",
-        metavar="DIR",
-        default="dlsetup-bench",
-        help="where report.json, report.md, the charts and each host's raw JSON go "
-        "(default ./dlsetup-bench)",
-    )
-    p.add_argument(
-        "--cifar-dir",
-        metavar="DIR",
-        help="CIFAR-10 binary batches on the target (default: synthetic CIFAR-shaped data)",
-    )
-    p.add_argument("--nvme-device", metavar="DEV", help="NVMe namespace to read with fio")
-    p.add_argument(
-        "--container-image",
-        metavar="IMG",
-        help="an image with PyTorch (CUDA) to run the bench in when the target has no torch",
-    )
-    p.add_argument(
-        "--python",
-        metavar="PY",
-        default="python3",
-        help="with --local: the interpreter whose torch runs the bench (default python3)",
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.set_defaults(func=cmd_bench)
+    _add_bench_parser(add)
 
     from dlsetup import installer  # noqa: PLC0415
 
