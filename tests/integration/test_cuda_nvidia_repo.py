@@ -128,9 +128,14 @@ def test_installs_side_by_side_with_the_default_selected(box: str, mirror: dict[
         "check.cu",
     ]
     assert (
-        task_result(res.stdout, "cuda : Record that the check program did not run (no GPU)") == "ok"
+        task_result(
+            res.stdout, "dlsetup.box.cuda : Record that the check program did not run (no GPU)"
+        )
+        == "ok"
     )
-    assert task_result(res.stdout, "cuda : Run the check program on the GPU") == "skipping"
+    assert (
+        task_result(res.stdout, "dlsetup.box.cuda : Run the check program on the GPU") == "skipping"
+    )
 
 
 def test_second_run_changes_nothing(box: str, mirror: dict[str, Any]) -> None:
