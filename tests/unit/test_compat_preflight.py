@@ -183,33 +183,47 @@ def test_distro_key():
     assert plugin.distro_key(None, "12") is None
 
 
-def test_role_defaults_read_from_the_roles(tmp_path):
-    (tmp_path / "nvidia_driver" / "defaults").mkdir(parents=True)
-    (tmp_path / "nvidia_driver" / "defaults" / "main.yml").write_text(
-        "nvidia_driver_branch: '550'\nnvidia_driver_other: 1\n"
-    )
-    assert plugin.role_defaults(tmp_path) == {"nvidia_driver_branch": "550"}
-
-
 def test_preflight_play_stops_on_an_incompatible_host(tmp_path):
-    """The preflight role's compat task on the controller (local connection),
-    with the probe's GPU list faked (this machine has no GPU): the play fails
-    with the message, before any change."""
+    """The compat task on the controller (local connection), with the probe's GPU
+    list faked (this machine has no GPU): the play fails with the message, before
+    any change. The second host sets no CUDA variable at all: its cuda_source
+    (distro) comes from the cuda role's defaults, which the plugin has Ansible
+    load, while its own nvidia_driver_source (nvidia) wins over the driver role's
+    default (distro)."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {
+                        "k80box": {
+                            "test_gpus": [TESLA_K80],
+                            "nvidia_driver_branch": "470",
+                            "cuda_version": "12.4",
+                        },
+                        "b5090": {
+                            "test_gpus": [RTX_5090],
+                            "test_distro": "debian-12",
+                            "nvidia_driver_source": "nvidia",
+                            "nvidia_driver_branch": "580",
+                        },
+                    }
+                }
+            }
+        )
+    )
     playbook = tmp_path / "play.yml"
     playbook.write_text(
         textwrap.dedent(
-            f"""\
+            """\
             - name: Preflight (compat only)
               hosts: all
               gather_facts: false
-              vars:
-                dl_facts_probe: {{gpus: {json.dumps([TESLA_K80])}}}
-                nvidia_driver_branch: "470"
-                cuda_version: "12.4"
               tasks:
                 - name: Check
                   dlsetup.box.compat_check:
-                    roles_dir: {content.roles_dir()}
+                    gpus: "{{ test_gpus }}"
+                    distro: "{{ test_distro | default(omit) }}"
             """
         )
     )
@@ -223,7 +237,7 @@ def test_preflight_play_stops_on_an_incompatible_host(tmp_path):
     if not ansible_playbook.exists():
         pytest.skip("ansible-playbook is not in this Python's environment")
     res = subprocess.run(
-        [str(ansible_playbook), "-i", "k80box,", "-c", "local", str(playbook)],
+        [str(ansible_playbook), "-i", str(inventory), "-c", "local", str(playbook)],
         capture_output=True,
         text=True,
         env=env,
@@ -233,3 +247,6 @@ def test_preflight_play_stops_on_an_incompatible_host(tmp_path):
     assert res.returncode == 2, res.stdout + res.stderr
     assert "k80box: these versions do not work" in res.stdout
     assert "Tesla K80" in res.stdout
+    assert "b5090: these versions do not work" in res.stdout
+    assert "nvidia_driver_source=nvidia" in res.stdout
+    assert "cuda_version=11.8" in res.stdout  # the cuda role's default source: distro

@@ -1,15 +1,25 @@
 """Check a host's driver / CUDA / cuDNN settings against the GPUs it really has.
 
 Runs on the controller (no connection to the host) after the preflight probe
-(``dl_facts_probe``): the NVIDIA GPUs found there and the host's settings
-(``nvidia_driver_branch``, ``nvidia_driver_kernel_modules``, ``cuda_version``,
-``cuda_cudnn_version``, with each role's defaults for what the host does not
-set) go through the compat engine's :func:`check`
+(``dl_facts_probe``, dl_facts' discovery of the host's PCI display
+controllers: this plugin consumes that list and never looks for GPUs itself).
+The host's settings (``nvidia_driver_source``, ``nvidia_driver_branch``,
+``nvidia_driver_kernel_modules``, ``cuda_source``, ``cuda_version``,
+``cuda_cudnn_version``) go through the compat engine's :func:`check`
 (``plugins/module_utils/compat``, shipped in this collection, so plain
 ansible-playbook needs no dlsetup package). An incompatible combination fails
 the task, naming the host, the GPUs, the settings at fault and the newest
-combination that works; inside the Preflight play that is exit 2,
-before anything is installed.
+combination that works; inside the Preflight play that is exit 2, before
+anything is installed.
+
+Where the settings come from: the task's variables, as Ansible resolved them.
+A task inside the nvidia_driver role already sees that role's defaults there;
+the preflight runs in the dlsetup role, which sees neither nvidia_driver's nor
+cuda's. So for a setting the task's variables lack, the plugin asks Ansible to
+load the role that owns it (``OWNERS``, by collection name, as include_role
+would) and takes its default from ``Role.get_default_vars()``: no file is read
+by hand, and role defaults being Ansible's lowest precedence, whatever the
+task's variables hold wins.
 
 The nvidia_driver role calls the same plugin to learn what
 ``kernel_modules: auto`` means for the GPUs it finds (``kernel_modules`` and
@@ -21,22 +31,22 @@ The nvidia_driver role calls the same plugin to learn what
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
-from ansible.errors import AnsibleError
+from ansible.playbook.role import Role
+from ansible.playbook.role.include import RoleInclude
 from ansible.plugins.action import ActionBase
+from ansible.vars.manager import VariableManager
 from ansible_collections.dlsetup.box.plugins.module_utils import compat
 
-# setting -> the role whose defaults/main.yml gives its default
+# setting -> the role that owns it (its defaults/main.yml documents it)
 SETTINGS = {
-    "nvidia_driver_source": "nvidia_driver",
-    "nvidia_driver_branch": "nvidia_driver",
-    "nvidia_driver_kernel_modules": "nvidia_driver",
-    "cuda_source": "cuda",
-    "cuda_version": "cuda",
-    "cuda_cudnn_version": "cuda",
+    "nvidia_driver_source": "dlsetup.box.nvidia_driver",
+    "nvidia_driver_branch": "dlsetup.box.nvidia_driver",
+    "nvidia_driver_kernel_modules": "dlsetup.box.nvidia_driver",
+    "cuda_source": "dlsetup.box.cuda",
+    "cuda_version": "dlsetup.box.cuda",
+    "cuda_cudnn_version": "dlsetup.box.cuda",
 }
 
 # compat's report fields -> the host variable a user changes
@@ -223,36 +233,36 @@ def decide(
     return out
 
 
-def role_defaults(roles_dir: Path) -> dict[str, Any]:
-    """The defaults of SETTINGS from each role's defaults/main.yml (absent roles: none)."""
-    found: dict[str, Any] = {}
-    for role in sorted(set(SETTINGS.values())):
-        path = roles_dir / role / "defaults" / "main.yml"
-        if not path.is_file():
-            continue
-        data = yaml.safe_load(path.read_text()) or {}
-        for key, owner in SETTINGS.items():
-            if owner == role and key in data:
-                found[key] = data[key]
-    return found
-
-
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
+
+    def _owner_defaults(self, roles: set[str]) -> dict[str, Any]:
+        """The defaults of ``roles`` as Ansible loads them (what include_role does)."""
+        play = self._task.get_play()
+        manager = self._task.get_variable_manager() or VariableManager(loader=self._loader)
+        found: dict[str, Any] = {}
+        for name in sorted(roles):
+            include = RoleInclude.load(
+                name, play=play, variable_manager=manager, loader=self._loader
+            )
+            role = Role.load(include, play, from_include=True, validate=False, static=False)
+            found.update(role.get_default_vars())
+        return found
+
+    def settings(self, task_vars: dict[str, Any]) -> dict[str, Any]:
+        """SETTINGS as the task's variables have them, else their owner role's default."""
+        missing = {owner for key, owner in SETTINGS.items() if key not in task_vars}
+        defaults = self._owner_defaults(missing) if missing else {}
+        raw = {key: task_vars[key] if key in task_vars else defaults.get(key) for key in SETTINGS}
+        templated: dict[str, Any] = self._templar.template(raw)
+        return templated
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         args = self._task.args
-        roles_dir = Path(str(args.get("roles_dir", "")))
-        if not roles_dir.is_dir():
-            raise AnsibleError(f"dlsetup.box.compat_check: roles_dir {roles_dir} is not a folder")
-        settings = role_defaults(roles_dir)
-        for key in SETTINGS:
-            if key in task_vars:
-                settings[key] = task_vars[key]
-        settings = self._templar.template(settings)
+        settings = self.settings(task_vars)
         probe = args.get("gpus")
         if probe is None:
             probe = (task_vars.get("dl_facts_probe") or {}).get("gpus")
