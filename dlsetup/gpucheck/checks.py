@@ -40,7 +40,6 @@ from .parse import (
     parse_cuda_version_json,
     parse_cuda_version_txt,
     parse_cudnn_header,
-    parse_hex,
     parse_ldconfig_p,
     parse_link_speed,
     parse_lspci_k,
@@ -57,6 +56,7 @@ from .parse import (
     to_int,
     version_tuple,
 )
+from .pci_gpus import SYSFS_PCI_DEVICES, scan_pci
 from .probe import CommandResult, Probe
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
@@ -299,27 +299,15 @@ class Context:
 
     def pci_devices(self) -> list[dict[str, Any]] | None:
         def load() -> list[dict[str, Any]] | None:
-            names = self.probe.list_dir("/sys/bus/pci/devices")
-            if names is None:
-                return None
-            devices = []
-            for name in names:
-                base = "/sys/bus/pci/devices/" + name
-                vendor = parse_hex(self.read(base + "/vendor"))
-                cls = parse_hex(self.read(base + "/class"))
-                device: dict[str, Any] = {
-                    "slot": name,
-                    "vendor": vendor,
-                    "device": parse_hex(self.read(base + "/device")),
-                    "class": cls,
-                }
-                if vendor == NVIDIA_VENDOR and cls is not None and (cls >> 8) in GPU_CLASSES:
+            devices: list[dict[str, Any]] | None = scan_pci(self.probe.list_dir, self.read)
+            for device in devices or []:
+                if device["nvidia_gpu"]:
+                    base = SYSFS_PCI_DEVICES + "/" + device["slot"]
                     device.update(self._sysfs_driver(base))
                     for attr in ("current_link_speed", "max_link_speed"):
                         device[attr] = parse_link_speed(self.read(base + "/" + attr))
                     for attr in ("current_link_width", "max_link_width"):
                         device[attr] = to_int(self.read(base + "/" + attr))
-                devices.append(device)
             return devices
 
         result: list[dict[str, Any]] | None = self.memo("pci", load)
@@ -548,8 +536,7 @@ def check_gpu_present(ctx: Context) -> CheckResult:
     in_use = {normalize_bus_id(k): v for k, v in parse_lspci_k(lspci.stdout).items()}
     found: dict[str | None, dict[str, Any]] = {}
     for dev in devices or []:
-        cls = dev.get("class")
-        if dev["vendor"] == NVIDIA_VENDOR and cls is not None and (cls >> 8) in GPU_CLASSES:
+        if dev["nvidia_gpu"]:
             found[normalize_bus_id(dev["slot"])] = dev
     for dev in listed:
         if dev["vendor"] == NVIDIA_VENDOR and dev["class"] in GPU_CLASSES:

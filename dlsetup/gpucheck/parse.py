@@ -13,9 +13,11 @@ import json
 import re
 from typing import Any
 
-NVIDIA_VENDOR = 0x10DE
-# PCI base class 0x03 (display): 0x0300 VGA compatible, 0x0302 3D controller.
-GPU_CLASSES = (0x0300, 0x0302)
+# What a GPU is (vendor, PCI classes) and sysfs' hex ids: the one GPU discovery
+# routine's (pci_gpus.py, generated from the collection's module_utils).
+from .pci_gpus import GPU_CLASSES, NVIDIA_VENDOR, parse_hex
+
+__all__ = ["GPU_CLASSES", "NVIDIA_VENDOR", "parse_hex"]  # and the parse_* functions below
 
 # Values nvidia-smi prints for a field it cannot give.
 SMI_MISSING = {"[N/A]", "N/A", "[Not Supported]", "[Unknown Error]", "[Insufficient Permissions]"}
@@ -118,16 +120,6 @@ def parse_uevent(text: str | None) -> dict[str, str]:
         if sep:
             result[key.strip()] = value.strip()
     return result
-
-
-def parse_hex(text: str | None) -> int | None:
-    """sysfs '0x10de\\n' -> 0x10de."""
-    if not text:
-        return None
-    try:
-        return int(text.strip(), 16)
-    except ValueError:
-        return None
 
 
 def smi_value(value: str | None) -> str | None:

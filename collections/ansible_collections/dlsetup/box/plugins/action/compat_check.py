@@ -79,8 +79,9 @@ def distro_key(distribution: str | None, major: str | None) -> str | None:
 
 
 def nvidia_gpus(probe_gpus: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """The NVIDIA GPUs among the probe's display controllers."""
-    return [g for g in probe_gpus or [] if g.get("nvidia") or g.get("vendor_id") == "10de"]
+    """The NVIDIA GPUs among the probe's display controllers, as the probe judged
+    them (``nvidia``: module_utils/pci_gpus.py's one rule): no second opinion here."""
+    return [g for g in probe_gpus or [] if g.get("nvidia")]
 
 
 def _label(g: dict[str, Any]) -> str:
