@@ -38,7 +38,7 @@ def peaks_table() -> dict[str, Any]:
 
     The bench picks the entry of the GPU it measures (``bench.select_peaks``).
     """
-    from dlsetup import compat  # noqa: PLC0415
+    from ansible_collections.dlsetup.box.plugins.module_utils import compat  # noqa: PLC0415
 
     table: dict[str, Any] = {}
     for gpu in compat.load().gpus:
