@@ -528,10 +528,8 @@ def _kernel_driver(dev: dict[str, Any], lspci_in_use: str | None) -> tuple[str |
     return None, None
 
 
-def check_gpu_present(ctx: Context) -> CheckResult:
-    devices = ctx.pci_devices()
-    lspci = ctx.lspci()
-    listed = parse_lspci_nn(lspci.stdout) if lspci.ok else []
+def _record_found_gpus(ctx: Context, devices: Any, lspci: Any, listed: list[Any]) -> bool:
+    """Put every NVIDIA GPU that sysfs or lspci shows into ctx.gpus; False if none."""
     descriptions = {normalize_bus_id(d["slot"]): d for d in listed if d["vendor"] == NVIDIA_VENDOR}
     in_use = {normalize_bus_id(k): v for k, v in parse_lspci_k(lspci.stdout).items()}
     found: dict[str | None, dict[str, Any]] = {}
@@ -557,33 +555,39 @@ def check_gpu_present(ctx: Context) -> CheckResult:
                     "max_link_width",
                 )
             }
-    if found:
-        parts = []
-        for gpu in ctx.gpus:
-            text = "{} {} [{}]".format(
-                gpu["pci_bus_id"], gpu.get("description", "NVIDIA"), gpu["pci_id"]
-            )
-            if gpu.get("kernel_driver"):
-                text += " (driver in use: {})".format(gpu["kernel_driver"])
-            parts.append(text)
-        return CheckResult(
-            "nvidia-gpu-present", PASS, f"{len(parts)} NVIDIA GPU(s): " + "; ".join(parts)
+    return bool(found)
+
+
+def _found_message(ctx: Context) -> str:
+    parts = []
+    for gpu in ctx.gpus:
+        text = "{} {} [{}]".format(
+            gpu["pci_bus_id"], gpu.get("description", "NVIDIA"), gpu["pci_id"]
         )
+        if gpu.get("kernel_driver"):
+            text += " (driver in use: {})".format(gpu["kernel_driver"])
+        parts.append(text)
+    return f"{len(parts)} NVIDIA GPU(s): " + "; ".join(parts)
 
-    # Neither sysfs nor lspci could be read: a container may still see GPUs via nvidia-smi.
-    if devices is None and not lspci.ok:
-        listing = ctx.run(["nvidia-smi", "-L"])
-        names = re.findall(r"^GPU (\d+): (.+?) \(UUID", listing.stdout, re.M)
-        if listing.ok and names:
-            for index, name in names:
-                ctx.gpus.append({"index": int(index), "name": name})
-            return CheckResult(
-                "nvidia-gpu-present",
-                PASS,
-                f"{len(names)} NVIDIA GPU(s) listed by nvidia-smi -L (no PCI view here): "
-                + "; ".join(n for _, n in names),
-            )
 
+def _listed_by_nvidia_smi(ctx: Context) -> CheckResult | None:
+    """Neither sysfs nor lspci could be read: a container may still see GPUs via nvidia-smi."""
+    listing = ctx.run(["nvidia-smi", "-L"])
+    names = re.findall(r"^GPU (\d+): (.+?) \(UUID", listing.stdout, re.M)
+    if not (listing.ok and names):
+        return None
+    for index, name in names:
+        ctx.gpus.append({"index": int(index), "name": name})
+    return CheckResult(
+        "nvidia-gpu-present",
+        PASS,
+        f"{len(names)} NVIDIA GPU(s) listed by nvidia-smi -L (no PCI view here): "
+        + "; ".join(n for _, n in names),
+    )
+
+
+def _what_was_seen(devices: Any, lspci: Any, listed: list[Any]) -> list[str]:
+    """What lspci and sysfs showed instead of an NVIDIA GPU, for the failure message."""
     seen = []
     if lspci.ok:
         display = [d["line"] for d in listed if d["class"] >> 8 == 0x03]
@@ -607,10 +611,23 @@ def check_gpu_present(ctx: Context) -> CheckResult:
         )
     else:
         seen.append("/sys/bus/pci/devices cannot be read")
+    return seen
+
+
+def check_gpu_present(ctx: Context) -> CheckResult:
+    devices = ctx.pci_devices()
+    lspci = ctx.lspci()
+    listed = parse_lspci_nn(lspci.stdout) if lspci.ok else []
+    if _record_found_gpus(ctx, devices, lspci, listed):
+        return CheckResult("nvidia-gpu-present", PASS, _found_message(ctx))
+    if devices is None and not lspci.ok:
+        listed_by_smi = _listed_by_nvidia_smi(ctx)
+        if listed_by_smi is not None:
+            return listed_by_smi
     return CheckResult(
         "nvidia-gpu-present",
         FAIL,
-        "no NVIDIA GPU found: " + "; ".join(seen),
+        "no NVIDIA GPU found: " + "; ".join(_what_was_seen(devices, lspci, listed)),
         "Check the card is seated and both ends of its PCIe power cables are plugged in, that "
         "the slot is enabled in the firmware setup (and 'Above 4G decoding' is on for cards with "
         "large memory), and that this is the host you meant; in a VM, pass the GPU through "
