@@ -19,6 +19,7 @@ import pytest
 from dlsetup import bench_report, cli
 from dlsetup.exitcodes import ExitCode
 from dlsetup.gpucheck import bench
+from tests.fixtures.bench import make_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "bench"
@@ -27,13 +28,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _load_maker() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "make_bench_fixture", FIXTURES / "make_fixture.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return make_fixture
 
 
 @pytest.fixture(scope="module")
