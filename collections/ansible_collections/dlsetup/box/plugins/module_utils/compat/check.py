@@ -14,6 +14,7 @@ from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
     AmbiguousGpuError,
     CompatData,
     CompatError,
+    CudaToolkit,
     Problem,
     Report,
     UnknownGpuError,
@@ -26,6 +27,7 @@ from ansible_collections.dlsetup.box.plugins.module_utils.compat.rules import (
     _check_kernel_modules,
     _distinct,
     _distro_defaults,
+    _Driver,
     _parse_cuda,
     _parse_cudnn,
     _parse_driver,
@@ -63,6 +65,29 @@ def check(
             "distro": distro,
         },
     )
+    _find_gpus(names, rep)
+    _note_inferred(data, rep)
+    if distro is not None:
+        driver, cuda = _apply_distro(data, distro, driver, cuda, rep)
+
+    drv = _parse_driver(driver, rep.problems) if driver is not None else None
+    cu = _parse_cuda(cuda, rep.problems) if cuda is not None else None
+    dnn = _parse_cudnn(cudnn, rep.problems) if cudnn is not None else None
+    km = _parse_kernel_modules(kernel_modules, rep.problems) if kernel_modules is not None else None
+
+    if rep.gpus:
+        _note_suggestion(rep)
+        _check_for_gpus(data, rep, drv, cu, dnn, km)
+    if cu is not None and drv is not None:
+        _check_cuda_driver(data, cu, drv, rep)
+    if drv is not None:
+        _check_unknown(data, rep, drv.branch)
+    return rep
+
+
+def _find_gpus(names: Sequence[str], rep: Report) -> None:
+    """Resolve each GPU name or PCI id into ``rep.gpus``; what cannot be resolved
+    becomes a problem, an unknown NVIDIA device a warning (and ``rep.unknown_gpus``)."""
     if not names:
         rep.problems.append(
             Problem("gpu", "no GPU given: name one like 'GTX 1080 Ti' or 10de:1b06")
@@ -90,42 +115,52 @@ def check(
             rep.warnings.append(Problem("gpu", f"{e}; only the driver branch is checked for it"))
         except CompatError as e:
             rep.problems.append(Problem("gpu", str(e)))
-    _note_inferred(data, rep)
 
-    if distro is not None:
-        try:
-            dist = find_distribution(distro)
-        except CompatError as e:
-            rep.problems.append(Problem("distro", str(e)))
-        else:
-            driver, cuda = _distro_defaults(data, dist, rep.gpus, driver=driver, cuda=cuda, rep=rep)
-            rep.inputs["driver"], rep.inputs["cuda"] = driver, cuda
 
-    drv = _parse_driver(driver, rep.problems) if driver is not None else None
-    cu = _parse_cuda(cuda, rep.problems) if cuda is not None else None
-    dnn = _parse_cudnn(cudnn, rep.problems) if cudnn is not None else None
-    km = _parse_kernel_modules(kernel_modules, rep.problems) if kernel_modules is not None else None
+def _apply_distro(
+    data: CompatData, distro: str, driver: str | None, cuda: str | None, rep: Report
+) -> tuple[str | None, str | None]:
+    """The driver and CUDA to check once ``distro``'s own packages fill the ones not
+    given (recorded in ``rep.inputs``); an unknown distro is a problem and changes nothing."""
+    try:
+        dist = find_distribution(distro)
+    except CompatError as e:
+        rep.problems.append(Problem("distro", str(e)))
+        return driver, cuda
+    driver, cuda = _distro_defaults(data, dist, rep.gpus, driver=driver, cuda=cuda, rep=rep)
+    rep.inputs["driver"], rep.inputs["cuda"] = driver, cuda
+    return driver, cuda
 
-    if rep.gpus:
-        rep.suggestion, rep.suggestion_missing_reason = suggest(rep.gpus)
-        why = rep.suggestion_missing_reason or ""
-        if rep.suggestion is None and why.startswith("no driver branch"):
-            # (a kernel-module conflict is reported by _check_kernel_modules)
-            rep.problems.append(Problem("driver", why))
-        elif rep.suggestion is None and why.startswith("no CUDA"):
-            rep.warnings.append(Problem("cuda", why))
-        if drv is not None:
-            _check_driver(data, rep.gpus, drv, rep)
-        if cu is not None:
-            _check_cuda(data, rep.gpus, cu, rep)
-        if dnn is not None:
-            _check_cudnn(data, rep.gpus, dnn, cu, rep)
-        _check_kernel_modules(data, rep.gpus, km, drv, rep)
-    if cu is not None and drv is not None:
-        _check_cuda_driver(data, cu, drv, rep)
+
+def _note_suggestion(rep: Report) -> None:
+    """The newest working combination for ``rep.gpus``; when there is none, why
+    (no driver branch: a problem; no CUDA: a warning)."""
+    rep.suggestion, rep.suggestion_missing_reason = suggest(rep.gpus)
+    why = rep.suggestion_missing_reason or ""
+    if rep.suggestion is None and why.startswith("no driver branch"):
+        # (a kernel-module conflict is reported by _check_kernel_modules)
+        rep.problems.append(Problem("driver", why))
+    elif rep.suggestion is None and why.startswith("no CUDA"):
+        rep.warnings.append(Problem("cuda", why))
+
+
+def _check_for_gpus(
+    data: CompatData,
+    rep: Report,
+    drv: _Driver | None,
+    cu: CudaToolkit | None,
+    dnn: tuple[int, int | None] | None,
+    km: str | None,
+) -> None:
+    """The checks against the known GPUs: each version asked for, and the kernel
+    module flavor (checked even when none was asked for)."""
     if drv is not None:
-        _check_unknown(data, rep, drv.branch)
-    return rep
+        _check_driver(data, rep.gpus, drv, rep)
+    if cu is not None:
+        _check_cuda(data, rep.gpus, cu, rep)
+    if dnn is not None:
+        _check_cudnn(data, rep.gpus, dnn, cu, rep)
+    _check_kernel_modules(data, rep.gpus, km, drv, rep)
 
 
 def _note_inferred(data: CompatData, rep: Report) -> None:
