@@ -487,6 +487,29 @@ def _check_cudnn(
 ) -> None:
     major, minor = want
     label = f"{major}" if minor is None else f"{major}.{minor}"
+    rels = _cudnn_releases(data, want, label, rep)
+    if not rels:
+        return
+    majors = _cudnn_cuda_majors(data, gpus, rels, cuda)
+    working = [(r, m) for r in rels for m in majors if _cudnn_ok(data, r, m, gpus)]
+    if not working:
+        msg = _cudnn_failure(data, gpus, rels, majors, label, cuda)
+        rep.problems.append(Problem("cudnn", msg + "."))
+    elif minor is not None:
+        _check_cudnn_min_for_gpus(data, gpus, (major, minor), label, rep)
+    elif cuda is not None:
+        spans = [(_v(_cudnn_label(r, gpus, data).split("-")[0]), r.last) for r, _ in working]
+        rep.notes.append(
+            f"cuDNN {label} with CUDA {cuda.major}.x on these GPUs means {_merge_ranges(spans)}"
+        )
+
+
+def _cudnn_releases(
+    data: CompatData, want: tuple[int, int | None], label: str, rep: Report
+) -> list[CudnnRelease]:
+    """The data's cuDNN releases that ``want`` names; none (and a problem, or a
+    warning for a minor version outside the excerpt) when the data lacks it."""
+    major, minor = want
     rels = [r for r in data.cudnn if r.first[0] == major]
     if not rels:
         known = sorted({r.first[0] for r in data.cudnn})
@@ -496,76 +519,101 @@ def _check_cudnn(
                 (f"cuDNN {label} is not in the data (known: {', '.join(f'{k}.x' for k in known)})"),
             )
         )
-        return
-    if minor is not None:
-        rels = [r for r in rels if r.contains((major, minor))]
-        if not rels:
-            rep.warnings.append(
-                Problem(
-                    "cudnn",
-                    (
-                        f"cuDNN {label} is not in the data's support matrix excerpt "
-                        f"(known: {', '.join(r.label for r in data.cudnn)}); not checked"
-                    ),
-                )
+        return []
+    if minor is None:
+        return rels
+    rels = [r for r in rels if r.contains((major, minor))]
+    if not rels:
+        rep.warnings.append(
+            Problem(
+                "cudnn",
+                (
+                    f"cuDNN {label} is not in the data's support matrix excerpt "
+                    f"(known: {', '.join(r.label for r in data.cudnn)}); not checked"
+                ),
             )
-            return
+        )
+    return rels
+
+
+def _cudnn_cuda_majors(
+    data: CompatData, gpus: Sequence[Gpu], rels: Sequence[CudnnRelease], cuda: CudaToolkit | None
+) -> list[int]:
+    """The CUDA majors to try ``rels`` with: the one asked for, else every major
+    they have a build for that also fits the GPUs."""
     majors = [cuda.major] if cuda else sorted({m for r in rels for m in r.cuda})
     if cuda is None and gpus:
         # without a CUDA version, a cuDNN fits when some CUDA major fits both it and the GPUs
         majors = [m for m in majors if _newest_cuda_for(data, gpus, m) is not None]
-    working = [(r, m) for r in rels for m in majors if _cudnn_ok(data, r, m, gpus)]
-    if working and minor is not None:
-        for g in _distinct(gpus):
-            need = data.cudnn_min_for_cc.get(g.compute_capability or "")
-            if need is not None and _cmp((major, minor), need) < 0:
-                rep.problems.append(
-                    Problem(
-                        "cudnn",
-                        f"{g.name} ({g.arch.name}, {g.sm}) needs cuDNN {_vs(need)} or newer; "
-                        f"cuDNN {label} does not support it.",
-                    )
+    return majors
+
+
+def _check_cudnn_min_for_gpus(
+    data: CompatData, gpus: Sequence[Gpu], version: Version, label: str, rep: Report
+) -> None:
+    """A problem for the first GPU whose compute capability needs a newer cuDNN
+    than ``version``."""
+    for g in _distinct(gpus):
+        need = data.cudnn_min_for_cc.get(g.compute_capability or "")
+        if need is not None and _cmp(version, need) < 0:
+            rep.problems.append(
+                Problem(
+                    "cudnn",
+                    f"{g.name} ({g.arch.name}, {g.sm}) needs cuDNN {_vs(need)} or newer; "
+                    f"cuDNN {label} does not support it.",
                 )
-                return
-    if working:
-        if minor is None and cuda is not None:
-            spans = [(_v(_cudnn_label(r, gpus, data).split("-")[0]), r.last) for r, _ in working]
-            rep.notes.append(
-                f"cuDNN {label} with CUDA {cuda.major}.x on these GPUs means {_merge_ranges(spans)}"
             )
-        return
-    where = f"CUDA {cuda.major}" if cuda else "any CUDA these GPUs run"
+            return
+
+
+def _cudnn_failure(
+    data: CompatData,
+    gpus: Sequence[Gpu],
+    rels: Sequence[CudnnRelease],
+    majors: Sequence[int],
+    label: str,
+    cuda: CudaToolkit | None,
+) -> str:
+    """Why no release of ``rels`` works (no trailing full stop): no build for the
+    CUDA asked for, or what each GPU lacks, with the releases that would work."""
     has_build = [r for r in rels for m in majors if m in r.cuda]
     if cuda is not None and not has_build:
-        msg = (
+        return (
             f"cuDNN {label} has no build for CUDA {cuda.major} "
             f"(cuDNN releases for CUDA {cuda.major}: {_cudnn_ranges(data, cuda.major)})"
         )
-    else:
-        reasons = []
-        for g in _distinct(gpus):
-            for r in rels:
-                for m in majors:
-                    if m not in r.cuda:
-                        continue
-                    floor = r.cuda[m]
-                    if _cmp(_cc(g), floor) < 0:
-                        reasons.append(
-                            f"cuDNN {r.label} for CUDA {m} needs compute capability "
-                            f">= {_vs(floor)}, {g.name} is {g.compute_capability}"
-                        )
-                    need = data.cudnn_min_for_cc.get(g.compute_capability or "")
-                    if need is not None and _cmp(r.last, need) < 0:
-                        reasons.append(f"{g.name} ({g.arch.name}) needs cuDNN {_vs(need)} or newer")
-        msg = f"cuDNN {label} does not work with {where} on these GPUs: " + "; ".join(
-            dict.fromkeys(reasons) or ["no matching build"]
+    where = f"CUDA {cuda.major}" if cuda else "any CUDA these GPUs run"
+    reasons = _cudnn_gpu_reasons(data, gpus, rels, majors)
+    msg = f"cuDNN {label} does not work with {where} on these GPUs: " + "; ".join(
+        dict.fromkeys(reasons) or ["no matching build"]
+    )
+    if cuda is not None:
+        msg += (
+            f" (cuDNN for CUDA {cuda.major} on these GPUs: {_cudnn_ranges(data, cuda.major, gpus)})"
         )
-        if cuda is not None:
-            msg += (
-                f" (cuDNN for CUDA {cuda.major} on these GPUs: "
-                f"{_cudnn_ranges(data, cuda.major, gpus)})"
-            )
-    rep.problems.append(Problem("cudnn", msg + "."))
+    return msg
+
+
+def _cudnn_gpu_reasons(
+    data: CompatData, gpus: Sequence[Gpu], rels: Sequence[CudnnRelease], majors: Sequence[int]
+) -> list[str]:
+    """What each GPU lacks for each build of ``rels`` for ``majors`` (repeats kept)."""
+    reasons = []
+    for g in _distinct(gpus):
+        for r in rels:
+            for m in majors:
+                if m not in r.cuda:
+                    continue
+                floor = r.cuda[m]
+                if _cmp(_cc(g), floor) < 0:
+                    reasons.append(
+                        f"cuDNN {r.label} for CUDA {m} needs compute capability "
+                        f">= {_vs(floor)}, {g.name} is {g.compute_capability}"
+                    )
+                need = data.cudnn_min_for_cc.get(g.compute_capability or "")
+                if need is not None and _cmp(r.last, need) < 0:
+                    reasons.append(f"{g.name} ({g.arch.name}) needs cuDNN {_vs(need)} or newer")
+    return reasons
 
 
 def _check_kernel_modules(
@@ -591,86 +639,115 @@ def _check_kernel_modules(
     branch = drv.branch if drv else None
     flavor: str | None = km
     if km == "auto":
-        if branch is None:
-            flavor = "proprietary" if no_open else "open"
-        else:
-            flavor = _recommended_for(distinct, branch)
-            if flavor is None:
-                rep.problems.append(
-                    Problem(
-                        "kernel_modules",
-                        (f"no kernel module flavor of driver R{branch} drives these GPUs"),
-                    )
-                )
-                return
-        rep.notes.append(f"kernel modules 'auto' resolves to {flavor}")
+        flavor = _resolve_auto_flavor(distinct, no_open, branch, rep)
+        if flavor is None:
+            return
     if flavor == "open":
-        for g in no_open:
-            rep.problems.append(
-                Problem(
-                    "kernel_modules",
-                    (
-                        f"the open kernel modules need Turing or newer (they rely on the GPU "
-                        "System "
-                        f"Processor); {g.name} is {g.arch.name}: use the proprietary modules"
-                    ),
-                )
-            )
-        if branch is not None and branch < data.open_first_branch:
-            rep.problems.append(
-                Problem(
-                    "kernel_modules",
-                    (
-                        f"the open kernel modules first shipped with R{data.open_first_branch}; "
-                        f"R{branch} has only the proprietary ones"
-                    ),
-                )
-            )
-        elif branch is not None and branch < data.open_default_branch and not no_open:
-            rep.warnings.append(
-                Problem(
-                    "kernel_modules",
-                    (
-                        f"before R{data.open_default_branch} the open modules were not "
-                        "NVIDIA's default "
-                        "(GeForce and workstation support was alpha/beta quality)"
-                    ),
-                )
-            )
+        _check_open_modules(data, no_open, branch, rep)
     elif flavor == "proprietary":
-        for g in need_open:
+        _check_proprietary_modules(data, need_open, no_open, branch, rep)
+
+
+def _resolve_auto_flavor(
+    distinct: Sequence[Gpu], no_open: Sequence[Gpu], branch: int | None, rep: Report
+) -> str | None:
+    """What kernel modules 'auto' means for these GPUs and ``branch`` (noted);
+    None, with a problem, when no flavor of that branch drives them."""
+    if branch is None:
+        flavor: str | None = "proprietary" if no_open else "open"
+    else:
+        flavor = _recommended_for(distinct, branch)
+        if flavor is None:
             rep.problems.append(
                 Problem(
                     "kernel_modules",
-                    (
-                        f"{g.name} ({g.arch.name}) runs only with the open kernel modules; the "
-                        "proprietary flavor does not support it"
-                    ),
+                    (f"no kernel module flavor of driver R{branch} drives these GPUs"),
                 )
             )
-        if branch is not None and branch > data.proprietary_last_branch:
-            rep.problems.append(
-                Problem(
-                    "kernel_modules",
-                    (
-                        f"R{branch} ships no proprietary kernel modules (removed after "
-                        f"R{data.proprietary_last_branch}); use the open ones"
-                    ),
-                )
+            return None
+    rep.notes.append(f"kernel modules 'auto' resolves to {flavor}")
+    return flavor
+
+
+def _check_open_modules(
+    data: CompatData, no_open: Sequence[Gpu], branch: int | None, rep: Report
+) -> None:
+    """The open kernel modules: GPUs they cannot drive, and branches without them
+    or where they were not yet NVIDIA's default."""
+    for g in no_open:
+        rep.problems.append(
+            Problem(
+                "kernel_modules",
+                (
+                    f"the open kernel modules need Turing or newer (they rely on the GPU "
+                    "System "
+                    f"Processor); {g.name} is {g.arch.name}: use the proprietary modules"
+                ),
             )
-        elif (
-            not need_open and not no_open and (branch is None or branch >= data.open_default_branch)
-        ):
-            rep.warnings.append(
-                Problem(
-                    "kernel_modules",
-                    (
-                        f"for Turing and newer GPUs NVIDIA recommends the open kernel modules from "
-                        f"R{data.open_default_branch} on, and branches after "
-                        f"R{data.proprietary_last_branch} ship only those"
-                    ),
-                )
+        )
+    if branch is not None and branch < data.open_first_branch:
+        rep.problems.append(
+            Problem(
+                "kernel_modules",
+                (
+                    f"the open kernel modules first shipped with R{data.open_first_branch}; "
+                    f"R{branch} has only the proprietary ones"
+                ),
             )
+        )
+    elif branch is not None and branch < data.open_default_branch and not no_open:
+        rep.warnings.append(
+            Problem(
+                "kernel_modules",
+                (
+                    f"before R{data.open_default_branch} the open modules were not "
+                    "NVIDIA's default "
+                    "(GeForce and workstation support was alpha/beta quality)"
+                ),
+            )
+        )
+
+
+def _check_proprietary_modules(
+    data: CompatData,
+    need_open: Sequence[Gpu],
+    no_open: Sequence[Gpu],
+    branch: int | None,
+    rep: Report,
+) -> None:
+    """The proprietary kernel modules: GPUs that run only with the open ones,
+    branches that no longer ship them, and NVIDIA's advice for Turing and newer."""
+    for g in need_open:
+        rep.problems.append(
+            Problem(
+                "kernel_modules",
+                (
+                    f"{g.name} ({g.arch.name}) runs only with the open kernel modules; the "
+                    "proprietary flavor does not support it"
+                ),
+            )
+        )
+    if branch is not None and branch > data.proprietary_last_branch:
+        rep.problems.append(
+            Problem(
+                "kernel_modules",
+                (
+                    f"R{branch} ships no proprietary kernel modules (removed after "
+                    f"R{data.proprietary_last_branch}); use the open ones"
+                ),
+            )
+        )
+    elif not need_open and not no_open and (branch is None or branch >= data.open_default_branch):
+        rep.warnings.append(
+            Problem(
+                "kernel_modules",
+                (
+                    f"for Turing and newer GPUs NVIDIA recommends the open kernel modules from "
+                    f"R{data.open_default_branch} on, and branches after "
+                    f"R{data.proprietary_last_branch} ship only those"
+                ),
+            )
+        )
 
 
 def _distro_defaults(
