@@ -120,53 +120,14 @@ def decide(
     }
 
     found = nvidia_gpus(probe_gpus)
-    known: list[compat.Gpu] = []
-    unknown: list[str] = []  # NVIDIA PCI ids no source knows: brand-new parts
-    for g in found:
-        pci_id = str(g.get("pci_id") or "")
-        try:
-            known.append(compat.find_gpu(pci_id))
-        except compat.UnknownGpuError as e:
-            unknown.append(pci_id)
-            out["warnings"].append(
-                f"{host}: {_label(g)} is an NVIDIA GPU that NVIDIA's own lists do not know, "
-                f"a brand-new part? ({e}); only its driver branch can be checked"
-            )
-        except compat.CompatError as e:
-            out["warnings"].append(
-                f"{host}: {_label(g)} is not in dlsetup's compatibility data ({e}); "
-                "its driver and CUDA versions are not checked"
-            )
+    known, unknown = _identify(host, found, out["warnings"])
     out["gpus"] = [g.name for g in known] + [f"NVIDIA GPU [{p}]" for p in unknown]
 
     problems: list[str] = []
-    driver = branch
-    if source == "distro" and distro is not None:
-        try:
-            packaged = compat.distro_default_driver(distro, known)
-        except compat.CompatError:
-            packaged = None
-        dist_drivers = compat.find_distribution(distro).drivers if packaged else ()
-        if packaged and dist_drivers:
-            # Debian: one driver package; its version is what gets installed
-            if branch and branch.split(".")[0] != packaged.split(".")[0]:
-                problems.append(
-                    f"nvidia_driver_branch {branch}: {distro}'s own driver package is "
-                    f"{packaged}; set nvidia_driver_source: nvidia for R{branch}, or leave "
-                    "nvidia_driver_branch empty"
-                )
-            driver = packaged
-        elif packaged and not branch:
-            driver = packaged  # Ubuntu: the newest branch that drives these GPUs
+    driver = _driver_to_install(source, branch, distro, known, problems)
     out["driver"] = driver
-
     if cuda is None and _text(settings.get("cuda_source")) == "distro" and distro is not None:
-        # the cuda role installs the distribution's toolkit when no version is asked for
-        try:
-            cuda = compat.find_distribution(distro).cuda
-        except compat.CompatError:
-            cuda = None
-
+        cuda = _distro_cuda(distro)
     if flavor == "auto" and driver is not None:
         out["kernel_modules"] = compat.resolve_kernel_modules(known, driver.split(".")[0])
 
@@ -210,28 +171,99 @@ def decide(
     ]
     if problems:
         out["failed"] = True
-        lines = [
-            f"{host}: these versions do not work with its GPU(s) {gpu_names} ({', '.join(asked)}):"
-        ]
-        lines += [f"  - {p}" for p in problems]
-        if report.suggestion is not None:
-            s = report.suggestion
-            lines.append(f"Newest combination that works: {s.describe()}")
-            hint = [
-                "nvidia_driver_source: nvidia",
-                f'nvidia_driver_branch: "{s.driver_branch}"',
-                f"nvidia_driver_kernel_modules: {s.kernel_modules}",
-                f'cuda_version: "{s.cuda}"',
-            ]
-            if s.cudnn:
-                hint.append(f'cuda_cudnn_version: "{s.cudnn.split("-")[-1].split(".")[0]}"')
-            lines.append("  host vars for it: " + ", ".join(hint))
-        elif report.suggestion_missing_reason:
-            lines.append(f"No combination works: {report.suggestion_missing_reason}")
-        out["msg"] = "\n".join(lines)
+        out["msg"] = _failure_msg(host, gpu_names, asked, problems, report)
     else:
         out["msg"] = f"{host}: {gpu_names} work with {', '.join(asked)}"
     return out
+
+
+def _identify(
+    host: str, found: list[dict[str, Any]], warnings: list[str]
+) -> tuple[list[compat.Gpu], list[str]]:
+    """The probe's NVIDIA GPUs as compat knows them, and the PCI ids of those no
+    source knows (brand-new parts); a warning for each GPU not known or not in the data."""
+    known: list[compat.Gpu] = []
+    unknown: list[str] = []  # NVIDIA PCI ids no source knows: brand-new parts
+    for g in found:
+        pci_id = str(g.get("pci_id") or "")
+        try:
+            known.append(compat.find_gpu(pci_id))
+        except compat.UnknownGpuError as e:
+            unknown.append(pci_id)
+            warnings.append(
+                f"{host}: {_label(g)} is an NVIDIA GPU that NVIDIA's own lists do not know, "
+                f"a brand-new part? ({e}); only its driver branch can be checked"
+            )
+        except compat.CompatError as e:
+            warnings.append(
+                f"{host}: {_label(g)} is not in dlsetup's compatibility data ({e}); "
+                "its driver and CUDA versions are not checked"
+            )
+    return known, unknown
+
+
+def _driver_to_install(
+    source: str,
+    branch: str | None,
+    distro: str | None,
+    known: list[compat.Gpu],
+    problems: list[str],
+) -> str | None:
+    """The driver branch or version the role will install: with the distribution's
+    own packages, the packaged one (a problem when it contradicts ``branch``)."""
+    if source != "distro" or distro is None:
+        return branch
+    try:
+        packaged = compat.distro_default_driver(distro, known)
+    except compat.CompatError:
+        packaged = None
+    dist_drivers = compat.find_distribution(distro).drivers if packaged else ()
+    if packaged and dist_drivers:
+        # Debian: one driver package; its version is what gets installed
+        if branch and branch.split(".")[0] != packaged.split(".")[0]:
+            problems.append(
+                f"nvidia_driver_branch {branch}: {distro}'s own driver package is "
+                f"{packaged}; set nvidia_driver_source: nvidia for R{branch}, or leave "
+                "nvidia_driver_branch empty"
+            )
+        return packaged
+    if packaged and not branch:
+        return packaged  # Ubuntu: the newest branch that drives these GPUs
+    return branch
+
+
+def _distro_cuda(distro: str) -> str | None:
+    """The CUDA the cuda role installs from the distribution when no version is asked for."""
+    try:
+        return compat.find_distribution(distro).cuda
+    except compat.CompatError:
+        return None
+
+
+def _failure_msg(
+    host: str, gpu_names: str, asked: list[str], problems: list[str], report: compat.Report
+) -> str:
+    """The failed task's message: what was asked, each problem, and the newest
+    combination that works as host vars (or why none does)."""
+    lines = [
+        f"{host}: these versions do not work with its GPU(s) {gpu_names} ({', '.join(asked)}):"
+    ]
+    lines += [f"  - {p}" for p in problems]
+    if report.suggestion is not None:
+        s = report.suggestion
+        lines.append(f"Newest combination that works: {s.describe()}")
+        hint = [
+            "nvidia_driver_source: nvidia",
+            f'nvidia_driver_branch: "{s.driver_branch}"',
+            f"nvidia_driver_kernel_modules: {s.kernel_modules}",
+            f'cuda_version: "{s.cuda}"',
+        ]
+        if s.cudnn:
+            hint.append(f'cuda_cudnn_version: "{s.cudnn.split("-")[-1].split(".")[0]}"')
+        lines.append("  host vars for it: " + ", ".join(hint))
+    elif report.suggestion_missing_reason:
+        lines.append(f"No combination works: {report.suggestion_missing_reason}")
+    return "\n".join(lines)
 
 
 class ActionModule(ActionBase):
