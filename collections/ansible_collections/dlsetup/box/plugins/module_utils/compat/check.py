@@ -77,7 +77,7 @@ def check(
 
     if rep.gpus:
         _note_suggestion(rep)
-        _check_for_gpus(data, rep, drv, cu, dnn, km)
+        _check_for_gpus(data, rep, drv=drv, cu=cu, dnn=dnn, km=km)
     if cu is not None and drv is not None:
         _check_cuda_driver(data, cu, drv, rep)
     if drv is not None:
@@ -147,6 +147,7 @@ def _note_suggestion(rep: Report) -> None:
 def _check_for_gpus(
     data: CompatData,
     rep: Report,
+    *,
     drv: _Driver | None,
     cu: CudaToolkit | None,
     dnn: tuple[int, int | None] | None,

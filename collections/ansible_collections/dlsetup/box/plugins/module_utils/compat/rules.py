@@ -493,7 +493,7 @@ def _check_cudnn(
     majors = _cudnn_cuda_majors(data, gpus, rels, cuda)
     working = [(r, m) for r in rels for m in majors if _cudnn_ok(data, r, m, gpus)]
     if not working:
-        msg = _cudnn_failure(data, gpus, rels, majors, label, cuda)
+        msg = _cudnn_failure(data, gpus, rels, majors, label=label, cuda=cuda)
         rep.problems.append(Problem("cudnn", msg + "."))
     elif minor is not None:
         _check_cudnn_min_for_gpus(data, gpus, (major, minor), label, rep)
@@ -571,6 +571,7 @@ def _cudnn_failure(
     gpus: Sequence[Gpu],
     rels: Sequence[CudnnRelease],
     majors: Sequence[int],
+    *,
     label: str,
     cuda: CudaToolkit | None,
 ) -> str:
