@@ -256,6 +256,61 @@ def _nvme_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
     return [*rows, ("NVMe health", "no NVMe facts (run the nvme stage)")]
 
 
+# The smoke test's check id (dlsetup/gpucheck/checks.py), so that `dlsetup facts`
+# and `dlsetup smoke` name a kernel without the module the same way.
+MODULE_FOR_KERNEL_CHECK = "nvidia-module-missing-for-kernel"
+
+_MODULE_WORDS = {
+    "built": "NVIDIA module built",
+    "missing": "NVIDIA module not built (headers installed: DKMS can build it)",
+    "no-headers": "NVIDIA module not built (no headers: it cannot be built)",
+}
+
+
+def _kernel_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
+    """Installed kernels (nvidia_driver_state's list, via dl_facts) and the NVIDIA
+    module for each, the running one marked; a warning, worded as the smoke test's
+    check, for each kernel the box can boot without the module. The list is DKMS's
+    view (``dkms status``): no warning when DKMS built the module for no kernel (no
+    driver here, or one from precompiled module packages: the smoke test, which asks
+    modinfo, judges those), and the running kernel counts as having the module when
+    nvidia is loaded."""
+    kernels = f.get("kernels")
+    if not isinstance(kernels, list):
+        return []  # facts from before the kernel listing
+    if not kernels:
+        return [("kernels", "none found (/lib/modules/<v> with /boot/vmlinuz-<v>)")]
+    loaded = bool((f.get("kernel_modules") or {}).get("nvidia"))
+    running = str(f.get("running_kernel") or "?")
+    rows: list[tuple[str, str]] = []
+    missing: list[str] = []
+    by_dkms = any(k.get("module") == "built" for k in kernels)
+    for k in kernels:
+        name = str(k.get("kernel", "?"))
+        state = str(k.get("module", "?"))
+        if state == "built" and k.get("dkms"):
+            word = f"NVIDIA module built ({k['dkms']})"
+        elif state != "built" and k.get("running") and loaded:
+            word, state = "NVIDIA module loaded (not built by DKMS)", "built"
+        else:
+            word = _MODULE_WORDS.get(state, f"NVIDIA module {state}")
+        if state != "built":
+            missing.append(name)
+        rows.append(("kernel", f"{name}{' (running)' if k.get('running') else ''}: {word}"))
+    if not by_dkms:
+        return rows
+    for name in missing:
+        if name == running:
+            text = f"no nvidia module for the running kernel {running} (see nvidia-module-missing)"
+        else:
+            text = (
+                f"no nvidia module for kernel {name}, which the box can boot (running: "
+                f"{running}): a reboot into it leaves the box without a GPU"
+            )
+        rows.append(("  warning", f"{MODULE_FOR_KERNEL_CHECK}: {text}"))
+    return rows
+
+
 def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
     """The dl_facts of each host as a readable table."""
     parts: list[Any] = []
@@ -301,6 +356,8 @@ def facts_table(facts: dict[str, dict[str, Any]]) -> Group:
                 if isinstance(v, bool)
             ),
         )
+        for what, value in _kernel_rows(f):
+            t.add_row(what, value)
         ver = f.get("versions") or {}
         t.add_row(
             "driver / CUDA / cuDNN",

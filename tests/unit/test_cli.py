@@ -632,6 +632,138 @@ def test_facts_hardware_summary(
         assert text in out, text
 
 
+def _kernel(name: str, module: str, *, running: bool = False, dkms: str = "") -> dict[str, Any]:
+    """One entry of nvidia_driver_state's kernel list (scope kernels), as dl_facts reports it."""
+    return {
+        "kernel": name,
+        "running": running,
+        "image": True,
+        "headers": module != "no-headers",
+        "module": module,
+        "dkms": dkms or "not built",
+    }
+
+
+def test_facts_lists_the_kernels_and_warns_for_one_without_the_module(
+    recorded: Recorder,
+    inv: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """unattended-upgrades installed 6.1.0-31 without headers: the box boots into it
+    without a GPU. `dlsetup facts` marks the running kernel and warns with the smoke
+    test's check id and words; the kernel whose headers are there is warned too."""
+    monkeypatch.setenv("COLUMNS", "300")
+    kernels = [
+        _kernel("6.1.0-28-amd64", "built", running=True, dkms="nvidia-current: installed"),
+        _kernel("6.1.0-30-amd64", "missing"),
+        _kernel("6.1.0-31-amd64", "no-headers"),
+    ]
+    report = {
+        **FACTS,
+        "nvme_facts": None,
+        "virtualization": "none",
+        "in_container": False,
+        "container": {"container": False, "kind": ""},
+        "running_kernel": "6.1.0-28-amd64",
+        "kernels": kernels,
+    }
+    recorded.events.extend(facts_events(report))
+    assert cli.main(["facts", "--host", "mybox"]) == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    cells = [[c.strip() for c in line.split("│")] for line in lines]
+    assert [c[2] for c in cells if len(c) > 2 and c[1] == "kernel"] == [
+        "6.1.0-28-amd64 (running): NVIDIA module built (nvidia-current: installed)",
+        "6.1.0-30-amd64: NVIDIA module not built (headers installed: DKMS can build it)",
+        "6.1.0-31-amd64: NVIDIA module not built (no headers: it cannot be built)",
+    ]
+    warnings = [line for line in lines if "nvidia-module-missing-for-kernel" in line]
+    assert len(warnings) == 2
+    for name, line in zip(("6.1.0-30-amd64", "6.1.0-31-amd64"), warnings, strict=True):
+        assert "warning" in line
+        assert (
+            f"nvidia-module-missing-for-kernel: no nvidia module for kernel {name}, which the "
+            "box can boot (running: 6.1.0-28-amd64): a reboot into it leaves the box without "
+            "a GPU"
+        ) in line
+
+
+@pytest.mark.parametrize(
+    ("kernels", "expected", "warned"),
+    [
+        ([], ["none found (/lib/modules/<v> with /boot/vmlinuz-<v>)"], False),
+        # no driver on the box: no kernel has the module, nothing to warn about (as the
+        # smoke test skips): the rows say it
+        (
+            [
+                _kernel("6.1.0-28-amd64", "missing", running=True),
+                _kernel("6.1.0-31-amd64", "missing"),
+            ],
+            ["6.1.0-28-amd64 (running): NVIDIA module not built"],
+            False,
+        ),
+        # the running kernel's module was not built by DKMS but is loaded: it has one
+        (
+            [
+                _kernel("6.1.0-28-amd64", "missing", running=True),
+                _kernel("6.1.0-31-amd64", "built"),
+            ],
+            ["6.1.0-28-amd64 (running): NVIDIA module loaded (not built by DKMS)"],
+            False,
+        ),
+        # modules from packages (Ubuntu's linux-modules-nvidia-*), none by DKMS: the
+        # loaded one is shown, the others are not judged here (the smoke test asks modinfo)
+        (
+            [
+                _kernel("6.1.0-28-amd64", "missing", running=True),
+                _kernel("6.1.0-31-amd64", "missing"),
+            ],
+            [
+                "6.1.0-28-amd64 (running): NVIDIA module loaded (not built by DKMS)",
+                "6.1.0-31-amd64: NVIDIA module not built (headers installed: DKMS can build it)",
+            ],
+            False,
+        ),
+    ],
+    ids=["no-kernels", "no-driver", "loaded-not-dkms", "precompiled-not-dkms"],
+)
+def test_facts_kernel_rows_edge_cases(
+    recorded: Recorder,
+    inv: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    kernels: list[dict[str, Any]],
+    expected: list[str],
+    warned: bool,
+    request: pytest.FixtureRequest,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    report = {**FACTS, "nvme_facts": None, "running_kernel": "6.1.0-28-amd64", "kernels": kernels}
+    # nvidia is loaded where the running kernel's module came from elsewhere
+    loaded = request.node.callspec.id in ("loaded-not-dkms", "precompiled-not-dkms")
+    report["kernel_modules"] = {"nouveau": False, "nvidia": loaded}
+    recorded.events.extend(facts_events(report))
+    assert cli.main(["facts", "--host", "mybox"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    for text in expected:
+        assert text in out, text
+    assert ("nvidia-module-missing-for-kernel" in out) is warned
+
+
+def test_facts_without_a_kernel_list_shows_no_kernel_rows(
+    recorded: Recorder,
+    inv: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Facts from before the kernel listing (no ``kernels`` key) render as before."""
+    monkeypatch.setenv("COLUMNS", "300")
+    recorded.events.extend(facts_events({**FACTS, "nvme_facts": None}))
+    assert cli.main(["facts", "--host", "mybox"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "NVIDIA module" not in out and "nvidia-module-missing-for-kernel" not in out
+
+
 def test_bench_host_writes_the_report_from_the_fetched_json(
     recorded: Recorder, inv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -384,6 +384,28 @@ def test_gather_reports_every_kernel_and_the_missing_ones(tmp_path):
     ]
 
 
+def test_scope_kernels_lists_only_the_kernels_without_key_or_state_file(tmp_path):
+    """dl_facts asks scope=kernels (for `dlsetup facts`): no MOK, no state file, no
+    reboot plan; the same kernels and module words as the driver role's check."""
+    kernel(tmp_path, "6.1.0-50-amd64")
+    kernel(tmp_path, "6.1.0-57-amd64", headers=False)
+    got = state.gather(
+        {
+            "scope": "kernels",
+            "sysroot": str(tmp_path),
+            "running_kernel": "6.1.0-50-amd64",
+            "dkms_status": DKMS3,
+        }
+    )
+    assert set(got) == {"running_kernel", "in_container", "kernels", "modules_missing"}
+    assert got["in_container"] is False
+    assert [(k["kernel"], k["running"], k["module"]) for k in got["kernels"]] == [
+        ("6.1.0-50-amd64", True, "built"),
+        ("6.1.0-57-amd64", False, "no-headers"),
+    ]
+    assert [k["kernel"] for k in got["modules_missing"]] == ["6.1.0-57-amd64"]
+
+
 # ------------------------------------------------------------------ NVSwitch, display manager
 
 

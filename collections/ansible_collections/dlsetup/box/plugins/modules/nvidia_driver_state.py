@@ -30,19 +30,25 @@ description:
     container, which nvidia module is loaded, and the state file of the previous run.
   - Decides whether a reboot is needed and what to do about it (reboot, stop, skip).
   - Changes nothing.
+  - With O(scope=kernels) only the kernel part is read (running kernel, container, installed
+    kernels and their module), which C(dlsetup facts) shows; O(mok_cert) and O(state_file)
+    are then not needed.
 options:
+  scope:
+    description: C(all), or C(kernels) for the kernel listing alone (the dl_facts role).
+    type: str
+    choices: [all, kernels]
+    default: all
   installed_version:
     description: Version of the installed driver (e.g. 535.261.03); empty when unknown.
     type: str
     default: ""
   mok_cert:
-    description: DER certificate of dlsetup's MOK (may not exist yet).
+    description: DER certificate of dlsetup's MOK (may not exist yet); required for O(scope=all).
     type: path
-    required: true
   state_file:
-    description: JSON state file the role writes at the end of a run.
+    description: JSON state file the role writes at the end of a run; required for O(scope=all).
     type: path
-    required: true
   connection_local:
     description: The host is the machine dlsetup runs on (a local connection).
     type: bool
@@ -95,22 +101,22 @@ RETURN = r"""
 secure_boot:
   description: enabled, disabled, unsupported (BIOS boot) or unknown
   type: str
-  returned: always
+  returned: scope is all
 mok:
   description: no-key, enrolled, pending or not-enrolled
   type: str
-  returned: always
+  returned: scope is all
 in_container: {description: the host is a container, type: bool, returned: always}
 loaded_version:
   description: version of the loaded nvidia module or null
   type: str
-  returned: always
-nouveau_loaded: {description: nouveau is loaded, type: bool, returned: always}
-previous: {description: the state file of the previous run, type: dict, returned: always}
+  returned: scope is all
+nouveau_loaded: {description: nouveau is loaded, type: bool, returned: scope is all}
+previous: {description: the state file of the previous run, type: dict, returned: scope is all}
 reboot:
   description: reasons, action (none, reboot, stop, skip) and message
   type: dict
-  returned: always
+  returned: scope is all
 running_kernel: {description: release of the running kernel, type: str, returned: always}
 kernels:
   description: >-
@@ -125,12 +131,12 @@ modules_missing:
 headers_metapackage:
   description: the headers metapackage that follows the running kernel's flavour, or null
   type: str
-  returned: always
+  returned: scope is all
 nvswitch_count:
   description: NVSwitch bridges on the PCI bus (NVIDIA, class 0x0680)
   type: int
-  returned: always
-display_manager: {description: a display manager is enabled, type: bool, returned: always}
+  returned: scope is all
+display_manager: {description: a display manager is enabled, type: bool, returned: scope is all}
 """
 
 SECURE_BOOT_PREFIX = "SecureBoot-"
@@ -454,16 +460,36 @@ def _run(argv: list[str]) -> str | None:
     return res.stdout.decode("utf-8", "replace")
 
 
+def gather_kernels(params: dict[str, Any], container: bool) -> dict[str, Any]:
+    """The kernel part: the running kernel, every installed kernel and its module."""
+    root = params.get("sysroot") or ""
+    running = params.get("running_kernel") or os.uname().release
+    dkms_text = params.get("dkms_status")
+    if dkms_text is None:
+        dkms_text = (_run(["dkms", "status"]) or "") if not root else ""
+    kernels = module_per_kernel(
+        installed_kernels(root, running, container), parse_dkms_status(dkms_text)
+    )
+    return {
+        "running_kernel": running,
+        "in_container": container,
+        "kernels": kernels,
+        "modules_missing": [k for k in kernels if k["module"] != "built"],
+    }
+
+
 def gather(params: dict[str, Any]) -> dict[str, Any]:
     root = params.get("sysroot") or ""
     live = not root
+    container = bool(container_kind(root, _run(list(DETECT_VIRT)) if live else None))
+    if params.get("scope") == "kernels":
+        return gather_kernels(params, container)
     cert = params["mok_cert"]
     sb = secure_boot(root, _run(["mokutil", "--sb-state"]) if live else None)
     cert_exists = os.path.isfile(root + cert)
     mok = mok_state(
         cert_exists, _run(["mokutil", "--test-key", cert]) if live and cert_exists else None
     )
-    container = bool(container_kind(root, _run(list(DETECT_VIRT)) if live else None))
     mods = loaded_modules(root)
     loaded = loaded_version(root)
     reasons = reboot_reasons(
@@ -483,29 +509,20 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         reboot_enabled=bool(params.get("reboot_enabled", True)),
         mok=mok,
     )
-    running = params.get("running_kernel") or os.uname().release
-    dkms_text = params.get("dkms_status")
-    if dkms_text is None:
-        dkms_text = (_run(["dkms", "status"]) or "") if live else ""
+    part = gather_kernels(params, container)
     images = params.get("image_packages")
     if images is None:
         images = _installed_images() if live else []
-    kernels = module_per_kernel(
-        installed_kernels(root, running, container), parse_dkms_status(dkms_text)
-    )
     return {
+        **part,
         "secure_boot": sb,
         "mok": mok,
-        "in_container": container,
         "loaded_version": loaded,
         "nouveau_loaded": "nouveau" in mods,
         "previous": read_state(root + params["state_file"]),
         "reboot": plan,
-        "running_kernel": running,
-        "kernels": kernels,
-        "modules_missing": [k for k in kernels if k["module"] != "built"],
         "headers_metapackage": headers_metapackage(
-            params.get("distribution") or "", running, images
+            params.get("distribution") or "", part["running_kernel"], images
         ),
         "nvswitch_count": nvswitch_count(params.get("pci_root") or root),
         "display_manager": display_manager(root),
@@ -525,8 +542,9 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "installed_version": {"type": "str", "default": ""},
-            "mok_cert": {"type": "path", "required": True},
-            "state_file": {"type": "path", "required": True},
+            "scope": {"type": "str", "choices": ["all", "kernels"], "default": "all"},
+            "mok_cert": {"type": "path"},
+            "state_file": {"type": "path"},
             "connection_local": {"type": "bool", "default": False},
             "allow_reboot_local": {"type": "bool", "default": False},
             "reboot_enabled": {"type": "bool", "default": True},
@@ -539,6 +557,7 @@ def main() -> None:
             "pci_root": {"type": "str", "default": ""},
             "sysroot": {"type": "str", "default": ""},
         },
+        required_if=[("scope", "all", ["mok_cert", "state_file"])],
         supports_check_mode=True,
     )
     module.exit_json(changed=False, **gather(module.params))
