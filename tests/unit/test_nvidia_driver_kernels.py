@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 
 from dlsetup import content
+from tests.templating import render
 
 MODULE_TASKS = content.roles_dir() / "nvidia_driver" / "tasks" / "module.yml"
 KERNELS = [
@@ -30,9 +29,7 @@ def _pick(check_all: bool) -> list[dict[str, Any]]:
         "nvidia_driver_check_all_kernels": check_all,
         "__nvidia_driver_kernels": {"kernels": KERNELS},
     }
-    templar = Templar(loader=DataLoader(), variables=variables)
-    picked = templar.template(trust_as_template(expression))
-    return list(picked)
+    return list(render(expression, variables))
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 
 from dlsetup import content
+from tests.templating import render
 
 STATE = content.roles_dir() / "nvidia_driver" / "tasks" / "state.yml"
 CONTROLLER = "3d1219c7c4c5404aaa1f6d2a48adfda4"
@@ -29,9 +28,7 @@ def _expression() -> str:
 
 def _local(**variables: Any) -> bool:
     variables.setdefault("__nvidia_driver_controller_machine_id", CONTROLLER)
-    rendered = Templar(loader=DataLoader(), variables=variables).template(
-        trust_as_template(_expression())
-    )
+    rendered = render(_expression(), variables)
     return str(rendered).strip() == "True"
 
 
