@@ -82,6 +82,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="extra variables, as ansible-playbook's -e (repeatable)",
     )
     p.add_argument("--forks", type=int, metavar="N", help="hosts provisioned in parallel")
+    p.add_argument(
+        "--verify-all",
+        action="store_true",
+        help="walk every task of every stage; by default a stage that is provably unchanged "
+        "since the box's last converged run (its settings, dlsetup's roles and the files it "
+        "manages, compared in one read) leaves its tasks out",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument(
         "-v",
@@ -99,6 +106,8 @@ def spec_provision(args: argparse.Namespace, target_sources: list[str], limit: s
     extravars = parse_extravars(args.extra_vars)
     if getattr(args, "allow_reboot_local", False):
         extravars["dlsetup_allow_reboot_local"] = True
+    if getattr(args, "verify_all", False):
+        extravars["dlsetup_verify_all"] = True
     return RunSpec(
         playbook="site.yml",
         inventories=tuple(target_sources),
@@ -424,6 +433,7 @@ EXAMPLES = {
           dlsetup provision --host 10.0.0.7               # an address in no inventory, over SSH
           dlsetup provision --host mybox --tags driver,cuda
           dlsetup provision --host mybox -e nvidia_driver_branch=580
+          dlsetup provision --host mybox --verify-all     # walk every task, even on a converged box
         """,
     "plan": """\
         Runs the provision in check + diff mode and lists, per host, what would change:

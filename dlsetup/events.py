@@ -125,6 +125,9 @@ class HostSummary:
     failures: list[Failure] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     skipped_steps: list[dict[str, str]] = field(default_factory=list)
+    # stages the no-op path proved unchanged since the box's last converged run
+    # (their tasks were left out; dlsetup_result.stages.<stage>.verified)
+    unchanged_stages: list[str] = field(default_factory=list)
     reports: dict[str, Any] = field(default_factory=dict)
     stage: str = ""  # dlsetup_result.stage: the last stage this host reached
     _first: float | None = None
@@ -143,6 +146,11 @@ class HostSummary:
         stages = result.get("stages")
         stages = stages if isinstance(stages, dict) else {}
         parts = [p for p in stages.values() if isinstance(p, dict)]
+        self.unchanged_stages = [
+            str(name)
+            for name, p in stages.items()
+            if isinstance(p, dict) and p.get("verified") == "digest"
+        ]
         self.skipped_steps = [
             {"step": str(s.get("step", "")), "reason": str(s.get("reason", ""))}
             for p in parts

@@ -127,6 +127,14 @@ def summary_table(collector: EventCollector, status: str, title: str = "Summary"
         )
     parts: list[Any] = [t]
     for host, hs in sorted(collector.hosts.items()):
+        if hs.unchanged_stages:
+            parts.append(
+                Text(
+                    f"  unchanged on {host} since its last converged run (checked in one read, "
+                    f"tasks left out; --verify-all walks them): {', '.join(hs.unchanged_stages)}",
+                    style="dim",
+                )
+            )
         for step in hs.skipped_steps:
             parts.append(
                 Text(f"  skipped on {host}: {step['step']} ({step['reason']})", style="dim")

@@ -71,6 +71,10 @@ def test_demo_provisions_then_changes_nothing_then_destroys(
     assert second.rc == 0, second.stderr
     assert second.doc["hosts"]["demo"]["changed"] == 0, second.doc["hosts"]["demo"].get("changes")
     assert second.doc["hosts"]["demo"]["failed"] == 0
+    # the no-op path: every stage proved unchanged in one read
+    assert second.doc["hosts"]["demo"]["unchanged_stages"] == [
+        "base", "disks", "nvme", "driver", "cuda", "docker"
+    ]  # fmt: skip
 
     # Without -i, --host demo finds the demo box from anywhere.
     facts = dlsetup("facts", "--host", "demo", "--json", env=env)

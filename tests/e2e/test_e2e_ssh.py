@@ -53,6 +53,10 @@ def inventory(
     return write_inventory(work / name.replace(".yml", "") / "hosts.yml", key, hosts)
 
 
+# The stages with a no-op path (tasks/converged.yml), in the order they run.
+STAGES = ["base", "disks", "nvme", "driver", "cuda", "docker"]
+
+
 def test_provision_over_ssh_then_again_changes_nothing(
     lab: tuple[Path, Path, dict[str, Box]],
 ) -> None:
@@ -73,10 +77,18 @@ def test_provision_over_ssh_then_again_changes_nothing(
     assert '"nvidia_gpu_count": 0' in facts
     assert sh(BOXES[0], "stat -c '%U %a' /etc/ansible/facts.d/dl.fact").strip() == "root 755"
 
-    again = dlsetup("provision", "--host", "box1", "-i", str(inv), "--json")
+    # Every task walked again (--verify-all): the tasks themselves change nothing.
+    again = dlsetup("provision", "--host", "box1", "-i", str(inv), "--json", "--verify-all")
     assert again.rc == 0, again.stderr
     assert again.doc["hosts"]["box1"]["changed"] == 0, again.doc["hosts"]["box1"].get("changes")
     assert again.doc["hosts"]["box1"]["failed"] == 0
+    assert again.doc["hosts"]["box1"]["unchanged_stages"] == []
+    # The no-op path: each stage proves the box unchanged in one read, leaves its tasks out.
+    noop = dlsetup("provision", "--host", "box1", "-i", str(inv), "--json")
+    assert noop.rc == 0, noop.stderr
+    assert noop.doc["hosts"]["box1"]["changed"] == 0, noop.doc["hosts"]["box1"].get("changes")
+    assert noop.doc["hosts"]["box1"]["unchanged_stages"] == STAGES
+    assert noop.doc["hosts"]["box1"]["ok"] < again.doc["hosts"]["box1"]["ok"] / 2
 
     # A changed host var on the converged box converges in one run: a Docker
     # daemon option (daemon.json merged, Docker restarted) and an NVMe option
@@ -100,6 +112,19 @@ def test_provision_over_ssh_then_again_changes_nothing(
     fourth = dlsetup("provision", "--host", "box1", "-i", str(inv2), "--json")
     assert fourth.rc == 0, fourth.stderr
     assert fourth.doc["hosts"]["box1"]["changed"] == 0, fourth.doc["hosts"]["box1"].get("changes")
+    assert fourth.doc["hosts"]["box1"]["unchanged_stages"] == STAGES
+
+    # Drift: a file a stage manages, removed behind dlsetup's back, is seen by
+    # the one read and put back by the next run: the stages up to the nvme
+    # stage, which writes the rule, walk; once it is back the box is again as
+    # recorded, and the stages after it prove that in their own read.
+    rule = "/etc/udev/rules.d/60-dlsetup-nvme-scheduler.rules"
+    sh(BOXES[0], f"rm {rule}")
+    fifth = dlsetup("provision", "--host", "box1", "-i", str(inv2), "--json")
+    assert fifth.rc == 0, fifth.stderr
+    assert fifth.doc["hosts"]["box1"]["changed"] > 0
+    assert fifth.doc["hosts"]["box1"]["unchanged_stages"] == ["driver", "cuda", "docker"]
+    assert 'ATTR{queue/scheduler}="mq-deadline"' in sh(BOXES[0], f"cat {rule}")
 
 
 def test_facts_over_ssh_as_json(lab: tuple[Path, Path, dict[str, Box]]) -> None:

@@ -345,5 +345,21 @@ def _stages_handed_back() -> dict[str, set[str]]:
 def test_every_role_hands_its_stage_back_and_the_cli_knows_the_stages() -> None:
     stages = _stages_handed_back()
     assert set(stages) == {p.name for p in ROLES.iterdir() if (p / "tasks").is_dir()}
-    assert stages["dlsetup"] == {STAGE_PREFLIGHT, "base"}
+    # tasks/converged.yml hands back, for a stage its check proved converged,
+    # the stage the playbook names (dlsetup_stage): each is a role's own stage
+    assert stages["dlsetup"] == {STAGE_PREFLIGHT, "base", "{{ dlsetup_stage }}"}
     assert STAGE_SMOKE in stages["gpu_smoke_test"]
+    import yaml  # noqa: PLC0415
+
+    playbooks = ROLES.parent / "playbooks"
+    checked = set()
+    for book in playbooks.glob("*.yml"):
+        for play in yaml.safe_load(book.read_text()) or []:
+            for task in play.get("tasks") or []:
+                if (task.get("ansible.builtin.include_role") or {}).get(
+                    "tasks_from"
+                ) == "converged":
+                    checked.add(task["vars"]["dlsetup_stage"])
+    handed = set().union(*stages.values())
+    assert checked == {"base", "disks", "nvme", "driver", "cuda", "docker"}
+    assert checked <= handed
