@@ -42,10 +42,10 @@ COLLECTION = Path(__file__).resolve().parents[2]
 CONTENT_DIRS = ("roles", "plugins", "playbooks")
 RECORD_SCHEMA = 1
 # Variables that steer a run but are not the box's settings.
-NOT_INPUTS = {"dlsetup_result", "dlsetup_verify_all", "dlsetup_converged"}
+NOT_INPUTS = {"dlsetup_result", "dlsetup_verify_all"}
 # What a stage may hand back of its own (dlsetup_result.stages.<stage>) that
 # is about this run, not the box: never carried over from a record.
-RUN_ONLY = {"verified", "changed_since"}
+RUN_ONLY = {"verified"}
 
 
 def content_digest(root: Path = COLLECTION) -> str:
