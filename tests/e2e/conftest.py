@@ -4,11 +4,18 @@ Every test here needs the Docker engine and the base images that
 `scripts/setup-host` and `python -m dlsetup.localbox images` provide; where they
 are missing the whole tier is skipped with the reason, once, here.
 
-The tier runs two files at a time (pytest-xdist, `--dist loadgroup`, see
-scripts/test): each file is one group, since its module-scoped boxes must live
-on one worker. Files whose boxes share the host's loop devices and the disk
-apt archive (`LOOP_DISK_FILES`) form a single group, so they never run at once.
-Every other file names its own containers and archive folders.
+The tier runs on two workers (pytest-xdist, `--dist loadgroup`, see
+scripts/test). A group runs whole on one worker, its files one after another,
+so every file's module-scoped boxes live on one worker. Files whose boxes share
+the host's loop devices and the disk apt archive (`LOOP_DISK_FILES`) are in the
+same group, so they never run at once. Every file names its own containers and
+archive folders.
+
+The files are split into two groups of about equal time (`GROUPS`), by hand,
+longest first. xdist hands each worker two groups ahead of time and orders them
+by test count, not by time, so with one group per file the three long files
+(interrupt, ssh, demo) could end up queued on the same worker while the other
+one idled. A file missing from `GROUPS` is a group of its own.
 """
 
 from __future__ import annotations
@@ -22,8 +29,24 @@ from tests.boxes import Boxes, docker_ready, make_key, remove_boxes
 LOOP_DISK_FILES = frozenset({"test_disk_layout_box.py", "test_e2e_reinstall.py"})
 
 
+# Seconds each file's tests took in the warm rehearsal of 2026-12-04 (two
+# workers on 2 cores): interrupt 448, ssh 420 + 49 + ~30, demo 269, lab 87 + 29
+# set-up, faults 91, reinstall and disk layout ~100 together, bad input and
+# smoke-host a few seconds each. About 800 s per group.
+GROUPS = {
+    "test_e2e_interrupt.py": "e2e-a",
+    "test_e2e_demo.py": "e2e-a",
+    "test_e2e_faults.py": "e2e-a",
+    "test_e2e_badinput.py": "e2e-a",
+    "test_e2e_ssh.py": "e2e-b",
+    "test_e2e_lab.py": "e2e-b",
+    "test_smoke_host.py": "e2e-b",
+    **dict.fromkeys(LOOP_DISK_FILES, "e2e-b"),
+}
+
+
 def xdist_group(filename: str) -> str:
-    return "loop-disks" if filename in LOOP_DISK_FILES else filename
+    return GROUPS.get(filename, filename)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
