@@ -11,8 +11,8 @@ the host's loop devices and the disk apt archive (`LOOP_DISK_FILES`) are in the
 same group, so they never run at once. Every file names its own containers and
 archive folders.
 
-The files are split into two groups of about equal time (`GROUPS`), by hand,
-longest first. xdist hands each worker two groups ahead of time and orders them
+The files are split into two groups of about equal time (`GROUPS`), by hand;
+within a group they run in collection order. xdist hands each worker two groups ahead of time and orders them
 by test count, not by time, so with one group per file the three long files
 (interrupt, ssh, demo) could end up queued on the same worker while the other
 one idled. A file missing from `GROUPS` is a group of its own.
@@ -32,7 +32,8 @@ LOOP_DISK_FILES = frozenset({"test_disk_layout_box.py", "test_e2e_reinstall.py"}
 # Seconds each file's tests took in the warm rehearsal of 2026-12-04 (two
 # workers on 2 cores): interrupt 448, ssh 420 + 49 + ~30, demo 269, lab 87 + 29
 # set-up, faults 91, reinstall and disk layout ~100 together, bad input and
-# smoke-host a few seconds each. About 800 s per group.
+# smoke-host a few seconds each. About 800 s per group. In the next rehearsal
+# (cold apt archives) group a took longer: interrupt 597, demo 342.
 GROUPS = {
     "test_e2e_interrupt.py": "e2e-a",
     "test_e2e_demo.py": "e2e-a",
