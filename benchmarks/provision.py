@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How long a user waits: the three comparisons of issue 7, side by side in one run.
 
-    .venv/bin/python benchmarks/provision.py [--skip-tags cuda] [--repeat 3]
+    .venv/bin/python benchmarks/provision.py [--skip-tags cuda] [--repeat 3] [--full-repeat 3]
 
 writes docs/benchmarks/provision-<date>.md and .json, with the machine named
 (CPU, cores, RAM, kernel, read from /proc). Not part of the test suite: it
@@ -22,7 +22,9 @@ internet.
    --no-install-recommends apt would add the recommends of every package
    (CUDA's alone are gigabytes) and the floor would install more than
    dlsetup did; after it, both boxes are checked to hold the same packages.
-   Target <= 1.25x (issue 16).
+   --full-repeat pairs (dlsetup, floor) are taken one after the other, so
+   that swings of a shared machine fall on both sides, and their medians are
+   compared. Target <= 1.25x (issue 16).
 2. No-op re-provision of that converged box, against `ansible -m setup` on
    the same box with the project's ansible.cfg (Ansible's own floor): median
    of --repeat runs each. Target <= 15 s and <= 10x (issue 16).
@@ -44,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +181,11 @@ class Bench:
             )
         return res.seconds, res.doc
 
+    def remove(self, *names: str) -> None:
+        full = [PREFIX + n for n in names]
+        remove_boxes(full)
+        self.names = [n for n in self.names if n not in full]
+
     def close(self) -> None:
         remove_boxes(self.names)
         aptcache.down(self.cache.container)
@@ -243,6 +251,72 @@ def noop_comparison(b: Bench, inv1: Path, repeat: int) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Pair:
+    """One full provision of a fresh box and the floor beside it."""
+
+    provision_s: float
+    bare_s: float
+    new: list[str]
+    only_bare: list[str]
+    only_one: list[str]
+    doc: dict[str, Any]
+    inventory: Path
+
+
+def full_pair(b: Bench, i: int) -> Pair:
+    """Provision a fresh box, then install exactly the packages it got, at their
+    versions and with the vendor sources it added, in another fresh box with one
+    bare `apt-get install --no-install-recommends`; both timed."""
+    one_name, bare_name = ("one", "bare") if i == 0 else (f"one{i}", f"bare{i}")
+    one = b.box(one_name)
+    before = packages(PREFIX + one_name)
+    inv = b.inventory(one_name, {one_name: one})
+    t_full, doc = b.provision(inv, one_name)
+    after = packages(PREFIX + one_name)
+    new = sorted(set(after) - set(before))
+    manual = sorted(set(sh(PREFIX + one_name, "apt-mark showmanual").split()) & set(new))
+    b.say(
+        f"full provision {i + 1}: {t_full:.1f} s, {len(new)} new packages ({len(manual)} asked for)"
+    )
+
+    b.box(bare_name)
+    # Untimed: the vendor sources and keys the provision added (if any).
+    tar = subprocess.run(
+        ["docker", "exec", PREFIX + one_name, "tar", "-C", "/", "-cf", "-",
+         "etc/apt/sources.list.d", "etc/apt/keyrings"],
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    subprocess.run(
+        ["docker", "exec", "-i", PREFIX + bare_name, "tar", "-C", "/", "-xf", "-"],
+        input=tar.stdout,
+        capture_output=True,
+        check=True,
+    )
+    bare_before = packages(PREFIX + bare_name)
+    t0 = time.monotonic()
+    sh(
+        PREFIX + bare_name,
+        "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
+        "apt-get install -y -q --no-install-recommends "
+        f"{' '.join(f'{p}={after[p]}' for p in new)} >/dev/null",
+    )
+    t_bare = time.monotonic() - t0
+    bare_new = set(packages(PREFIX + bare_name)) - set(bare_before)
+    only_bare, only_one = sorted(bare_new - set(new)), sorted(set(new) - bare_new)
+    b.say(
+        f"bare apt-get install --no-install-recommends of the same {len(new)} packages "
+        f"{i + 1}: {t_bare:.1f} s; same package set after: {not (only_bare or only_one)}"
+        + (f" (only bare: {only_bare}; only dlsetup: {only_one})" if only_bare or only_one else "")
+    )
+    if i > 0:  # only the first pair's dlsetup box is used again: free the disk
+        b.remove(one_name, bare_name)
+    else:
+        b.remove(bare_name)
+    return Pair(t_full, t_bare, new, only_bare, only_one, doc, inv)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -255,61 +329,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         warm = b.box("warm")
         t_cold, _ = b.provision(b.inventory("warm", {"warm": warm}), "warm")
         b.say(f"warm-up provision (cold cache, not compared): {t_cold:.1f} s")
+        b.remove("warm")
 
-        # 1. Full provision vs bare apt-get install of the same set.
-        one = b.box("one")
-        before = packages(PREFIX + "one")
-        inv1 = b.inventory("one", {"one": one})
-        t_full, doc = b.provision(inv1, "one")
-        after = packages(PREFIX + "one")
-        new = sorted(set(after) - set(before))
-        manual = sorted(set(sh(PREFIX + "one", "apt-mark showmanual").split()) & set(new))
-        b.say(f"full provision: {t_full:.1f} s, {len(new)} new packages ({len(manual)} asked for)")
-
-        b.box("bare")
-        # Untimed: the vendor sources and keys the provision added (if any).
-        tar = subprocess.run(
-            [
-                "docker",
-                "exec",
-                PREFIX + "one",
-                "tar",
-                "-C",
-                "/",
-                "-cf",
-                "-",
-                "etc/apt/sources.list.d",
-                "etc/apt/keyrings",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        subprocess.run(
-            ["docker", "exec", "-i", PREFIX + "bare", "tar", "-C", "/", "-xf", "-"],
-            input=tar.stdout,
-            capture_output=True,
-            check=True,
-        )
-        bare_before = packages(PREFIX + "bare")
-        t0 = time.monotonic()
-        sh(
-            PREFIX + "bare",
-            "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
-            "apt-get install -y -q --no-install-recommends "
-            f"{' '.join(f'{p}={after[p]}' for p in new)} >/dev/null",
-        )
-        t_bare = time.monotonic() - t0
-        bare_new = set(packages(PREFIX + "bare")) - set(bare_before)
-        only_bare, only_one = sorted(bare_new - set(new)), sorted(set(new) - bare_new)
-        b.say(
-            f"bare apt-get install --no-install-recommends of the same {len(new)} packages: "
-            f"{t_bare:.1f} s; same package set after: {not (only_bare or only_one)}"
-            + (
-                f" (only bare: {only_bare}; only dlsetup: {only_one})"
-                if only_bare or only_one
-                else ""
-            )
-        )
+        # 1. Full provision vs bare apt-get install of the same set, in pairs
+        # taken one after the other (dlsetup, floor, dlsetup, floor ...) so
+        # that the machine's own swings (a shared host) fall on both sides;
+        # the medians are compared. The first pair's dlsetup box is the
+        # converged box of comparison 2.
+        pairs = [full_pair(b, i) for i in range(args.full_repeat)]
+        t_full = statistics.median(p.provision_s for p in pairs)
+        t_bare = statistics.median(p.bare_s for p in pairs)
+        first = pairs[0]
+        new, only_bare, only_one, doc = first.new, first.only_bare, first.only_one, first.doc
+        same_all = all(not (p.only_bare or p.only_one) for p in pairs)
+        inv1 = first.inventory
 
         noop_result = noop_comparison(b, inv1, args.repeat)
 
@@ -354,10 +387,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "provision_s": round(t_full, 1),
                 "bare_apt_s": round(t_bare, 1),
                 "ratio": round(t_full / t_bare, 2),
+                "provision_runs_s": [round(p.provision_s, 1) for p in pairs],
+                "bare_apt_runs_s": [round(p.bare_s, 1) for p in pairs],
                 "target_ratio": TARGETS["full"],
                 "packages": len(new),
                 "bare_options": "--no-install-recommends",
-                "same_packages": not (only_bare or only_one),
+                "same_packages": same_all,
                 "only_bare": only_bare,
                 "only_dlsetup": only_one,
                 "cold_cache_provision_s": round(t_cold, 1),
@@ -383,7 +418,12 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, float, float, float, str, b
     rows = [
         (
             "full",
-            f"full provision of a fresh box vs {bare} of the same {f['packages']} packages",
+            f"full provision of a fresh box vs {bare} of the same {f['packages']} packages"
+            + (
+                f" (medians of {len(f['provision_runs_s'])} pairs)"
+                if len(f.get("provision_runs_s", [])) > 1
+                else ""
+            ),
             f["provision_s"],
             f["bare_apt_s"],
             f["ratio"],
@@ -470,6 +510,12 @@ def markdown(r: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
         if lab
         else "The four-box comparison was not run (--no-lab)."
     )
+    full_runs = (
+        f"Full provisions: {f['provision_runs_s']} s; their floors: {f['bare_apt_runs_s']} s "
+        "(in pairs, one after the other).\n"
+        if "provision_runs_s" in f
+        else ""
+    )
     return f"""# Provisioning benchmark, {r["date"][:10]}
 
 Made with `benchmarks/provision.py` at commit {r["commit"]}; profile: {r["profile"]}.
@@ -484,7 +530,7 @@ other work on the machine during the run slows every side of every comparison.
 
 {table}
 
-No-op runs: {n["noop_runs_s"]} s; `ansible -m setup` runs: {n["setup_runs_s"]} s.{walked}
+{full_runs}No-op runs: {n["noop_runs_s"]} s; `ansible -m setup` runs: {n["setup_runs_s"]} s.{walked}
 The floor of the full provision: {same}.
 {lab_line}
 {side}
@@ -510,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-tags", action="append", default=[], help="stages left out (as dlsetup's)"
     )
     p.add_argument("--repeat", type=int, default=3, help="runs of each no-op measurement")
+    p.add_argument(
+        "--full-repeat",
+        type=int,
+        default=3,
+        help="pairs of (full provision, bare apt-get floor) taken one after the other; "
+        "their medians are compared",
+    )
     p.add_argument(
         "--work", default=str(REPO / ".cache" / "bench"), help="scratch folder (keys, inventories)"
     )
