@@ -544,7 +544,11 @@ Log:
 
 def latest_previous(out: Path, today: str) -> dict[str, Any] | None:
     """The newest earlier result in the results folder, to show beside this one."""
-    older = sorted(p for p in out.glob("provision-*.json") if p.stem < f"provision-{today}")
+    # by stem: "provision-D.json" must sort before "provision-D-label.json"
+    older = sorted(
+        (p for p in out.glob("provision-*.json") if p.stem < f"provision-{today}"),
+        key=lambda p: p.stem,
+    )
     return json.loads(older[-1].read_text()) if older else None
 
 
