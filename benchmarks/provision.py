@@ -340,8 +340,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t_full = statistics.median(p.provision_s for p in pairs)
         t_bare = statistics.median(p.bare_s for p in pairs)
         first = pairs[0]
-        new, only_bare, only_one, doc = first.new, first.only_bare, first.only_one, first.doc
-        same_all = all(not (p.only_bare or p.only_one) for p in pairs)
+        new, doc = first.new, first.doc
+        # what any pair's two boxes did not share (empty: every pair matched)
+        only_bare = sorted(set().union(*(p.only_bare for p in pairs)))
+        only_one = sorted(set().union(*(p.only_one for p in pairs)))
         inv1 = first.inventory
 
         noop_result = noop_comparison(b, inv1, args.repeat)
@@ -392,7 +394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "target_ratio": TARGETS["full"],
                 "packages": len(new),
                 "bare_options": "--no-install-recommends",
-                "same_packages": same_all,
+                "same_packages": not (only_bare or only_one),
                 "only_bare": only_bare,
                 "only_dlsetup": only_one,
                 "cold_cache_provision_s": round(t_cold, 1),
