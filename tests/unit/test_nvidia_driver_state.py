@@ -189,6 +189,28 @@ def test_pending_mok_never_reboots_unattended():
     assert "Enroll MOK" in p["message"] and "nvidia_driver_mok_password" in p["message"]
 
 
+def test_pending_mok_with_someone_at_the_console_reboots_into_the_mok_manager():
+    p = plan(["key waits"], mok="pending", mok_at_console=True)
+    assert p["action"] == "reboot" and p["required"]
+    assert "Rebooting into the MOK manager" in p["message"] and "Enroll MOK" in p["message"]
+
+
+def test_someone_at_the_console_does_not_lift_the_other_guards():
+    def action(**kw):
+        return plan(["key waits"], mok="pending", mok_at_console=True, **kw)["action"]
+
+    # the machine dlsetup runs on: only with --allow-reboot-local
+    assert action(connection_local=True) == "stop"
+    assert action(connection_local=True, allow_reboot_local=True) == "reboot"
+    assert action(reboot_enabled=False) == "stop"
+    assert action(in_container=True) == "skip"
+
+
+def test_the_stop_for_a_pending_key_names_the_console_option():
+    p = plan(["key waits"], mok="pending")
+    assert "nvidia_driver_mok_at_console: true" in p["message"]
+
+
 # ------------------------------------------------------------------ whole gather
 
 
@@ -346,6 +368,14 @@ def test_dkms_status_parsed_for_dkms_3_and_2():
     }
     old = "nvidia, 535.183.01, 6.8.0-45-generic, x86_64: installed (WARNING! Diff between built and installed module!)\n"
     assert state.parse_dkms_status(old) == {"6.8.0-45-generic": {"nvidia": "installed"}}
+
+
+def test_dkms_status_of_another_module_name_when_the_role_is_told_it():
+    text = DKMS3 + "dlsetup-vmtest/1.0, 6.1.0-50-amd64, x86_64: installed\n"
+    assert state.parse_dkms_status(text, "dlsetup-vmtest") == {
+        "6.1.0-50-amd64": {"dlsetup-vmtest": "installed"}
+    }
+    assert "dlsetup-vmtest" not in str(state.parse_dkms_status(text))
 
 
 def test_module_per_kernel_says_built_missing_or_no_headers(tmp_path):

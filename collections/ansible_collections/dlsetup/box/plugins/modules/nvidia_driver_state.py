@@ -61,6 +61,16 @@ options:
     description: nvidia_driver_reboot.
     type: bool
     default: true
+  mok_at_console:
+    description:
+      - nvidia_driver_mok_at_console. With a key waiting to be enrolled, someone is at the
+        console, so the host may be rebooted into the MOK manager (otherwise the run stops).
+    type: bool
+    default: false
+  dkms_module:
+    description: Start of the driver's DKMS module name (nvidia, nvidia-current ...).
+    type: str
+    default: nvidia
   gpu_count:
     description: NVIDIA GPUs the probe found.
     type: int
@@ -238,6 +248,7 @@ def reboot_plan(
     allow_reboot_local: bool,
     reboot_enabled: bool,
     mok: str,
+    mok_at_console: bool = False,
 ) -> dict[str, Any]:
     """What to do about a needed reboot: 'none', 'reboot' (and continue),
     'stop' (tell the user to reboot and run the same command again) or 'skip'
@@ -252,6 +263,20 @@ def reboot_plan(
     if not reasons:
         return {"required": False, "action": "none", "reasons": [], "message": ""}
     why = "; ".join(reasons)
+    may_reboot = reboot_enabled and (allow_reboot_local or not connection_local)
+    if mok == "pending" and not in_container and mok_at_console and may_reboot:
+        # nvidia_driver_mok_at_console: someone is at the screen, so the run
+        # reboots into the MOK manager, waits while they enroll the key, and
+        # carries on in the new boot (reboot.yml checks the key is enrolled)
+        return {
+            "required": True,
+            "action": "reboot",
+            "reasons": reasons,
+            "message": (
+                f"Rebooting into the MOK manager: {why}. The run waits for the box to "
+                "come back." + enroll
+            ),
+        }
     if mok == "pending" and not in_container:
         # someone must be at the console to enroll the key: never reboot into
         # the MOK manager unattended (it times out and boots without the key)
@@ -261,7 +286,9 @@ def reboot_plan(
             "reasons": reasons,
             "message": (
                 f"Reboot needed: {why}. Enroll the key at the next boot: reboot this machine "
-                "with someone at its console, then run the same command again." + enroll
+                "with someone at its console, then run the same command again (or, with "
+                "someone at the console now, set nvidia_driver_mok_at_console: true and the "
+                "run reboots and waits)." + enroll
             ),
         }
     if in_container:
@@ -374,8 +401,9 @@ def installed_kernels(sysroot: str, running: str, container: bool) -> list[dict[
     return out
 
 
-def parse_dkms_status(text: str) -> dict[str, dict[str, str]]:
-    """`dkms status` -> {kernel: {module: state}} for the nvidia modules.
+def parse_dkms_status(text: str, prefix: str = "nvidia") -> dict[str, dict[str, str]]:
+    """`dkms status` -> {kernel: {module: state}} for the modules whose DKMS
+    name starts with ``prefix`` (the driver's: nvidia, nvidia-current ...).
 
     dkms 3: "nvidia-current/535.261.03, 6.1.0-50-amd64, x86_64: installed";
     dkms 2: "nvidia, 535.183.01, 6.8.0-45-generic, x86_64: installed"; a
@@ -383,7 +411,7 @@ def parse_dkms_status(text: str) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for line in text.splitlines():
         head, sep, state = line.partition(":")
-        if not sep or not head.startswith("nvidia"):
+        if not sep or not head.startswith(prefix):
             continue
         fields = [f.strip() for f in head.split(",")]
         if "/" in fields[0]:
@@ -468,7 +496,8 @@ def gather_kernels(params: dict[str, Any], container: bool) -> dict[str, Any]:
     if dkms_text is None:
         dkms_text = (_run(["dkms", "status"]) or "") if not root else ""
     kernels = module_per_kernel(
-        installed_kernels(root, running, container), parse_dkms_status(dkms_text)
+        installed_kernels(root, running, container),
+        parse_dkms_status(dkms_text, params.get("dkms_module") or "nvidia"),
     )
     return {
         "running_kernel": running,
@@ -508,6 +537,7 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         allow_reboot_local=bool(params.get("allow_reboot_local")),
         reboot_enabled=bool(params.get("reboot_enabled", True)),
         mok=mok,
+        mok_at_console=bool(params.get("mok_at_console")),
     )
     part = gather_kernels(params, container)
     images = params.get("image_packages")
@@ -548,6 +578,8 @@ def main() -> None:
             "connection_local": {"type": "bool", "default": False},
             "allow_reboot_local": {"type": "bool", "default": False},
             "reboot_enabled": {"type": "bool", "default": True},
+            "mok_at_console": {"type": "bool", "default": False},
+            "dkms_module": {"type": "str", "default": "nvidia"},
             "gpu_count": {"type": "int", "default": 0},
             "nouveau_blacklisted": {"type": "bool", "default": True},
             "distribution": {"type": "str", "default": ""},
