@@ -1,50 +1,49 @@
 """Secure Boot with a real machine owner key, a kernel update, and a real
-reboot-and-resume (issue 15, scenarios 2, 3 and 1), in one VM: each boot
+reboot-and-resume (issue 15, scenarios 2, 3 and 1), in one VM and through the
+real CLI (`dlsetup provision --host vm1 --tags driver` over SSH): each boot
 under emulation costs a minute or two, so the three share the reboot into
 MokManager.
 
 The VM boots OVMF with Microsoft's keys and Secure Boot enforced, then
 Debian's signed shim, GRUB and kernel, which locks itself down: only modules
-signed by a key the firmware or shim trusts load. The steps:
+signed by a key the firmware or shim trusts load.
 
-1. The role's own tasks (roles/nvidia_driver state.yml and secureboot.yml,
-   what `dlsetup provision --tags driver` runs before DKMS builds the NVIDIA
-   module) see Secure Boot on, create the MOK, write DKMS's signing
-   configuration and queue the key with mokutil; the role's decision is
-   'stop' (someone must be at the console), never an unattended reboot.
-2. A tiny DKMS module (tests/vm/dkms, standing in for the NVIDIA module) is
-   registered and built by DKMS with that configuration (as the driver
-   stage's `nvidia-driver` install does): it is signed with the MOK, and the
-   kernel still refuses it, since the key is not enrolled yet.
-3. A kernel update, as unattended-upgrades brings one (scenario 3): with
-   the module registered in DKMS, apt upgrades the image's kernel
-   metapackages (linux-image-amd64, linux-headers-amd64) from the VM's own
-   sources, bookworm-security included, which pulls a newer ABI than the
-   point release the image ships (the test first checks that one exists).
-   The kernel's and the headers' postinst hooks run DKMS: right after apt,
-   without the test calling dkms, the module is installed for the new
-   kernel and signed with the MOK; /vmlinuz, which the image's GRUB boots
+The driver package is a stand-in: `dlsetup-vmtest-dkms`, a .deb the test
+builds from tests/vm/dkms (a tiny module) and serves to the VM from a local
+apt source, given to the role as `nvidia_driver_packages` with
+`nvidia_driver_dkms_module: dlsetup-vmtest`. Like nvidia-kernel-dkms it puts
+its source under /usr/src and has DKMS build it at install. The NVIDIA
+module's own DKMS build takes far too long under emulation; the container
+tier proves that build (tests/integration, the DKMS test). The steps:
+
+1. First run: the role sees Secure Boot on, creates the MOK, writes DKMS's
+   signing configuration and queues the key with mokutil before DKMS builds
+   anything, installs the package (DKMS builds and signs the module), and
+   stops, saying to reboot with someone at the console (never an unattended
+   reboot into MokManager). The kernel refuses the module: the key is not
+   enrolled yet.
+2. A kernel update, as unattended-upgrades brings one (scenario 3): apt
+   upgrades the kernel metapackages (linux-image-amd64 and the
+   linux-headers-amd64 the role keeps installed) from the VM's own sources,
+   bookworm-security included, which pulls a newer ABI than the point
+   release the image ships (the test first checks that one exists). The
+   kernel's and the headers' postinst hooks run DKMS: right after apt,
+   without the test calling dkms, the module is installed for the new kernel
+   and signed with the MOK. /vmlinuz, which the image's GRUB boots
    (update-grub's newest-first default on an installed server), now points
    at the new kernel. Where the archive has no newer ABI than the image, the
    cloud flavour of the candidate ABI (another real, Debian-signed kernel)
    stands in for it, and the test says so.
-4. Reboot and resume, for real (scenario 1, the part a GPU-less VM allows):
-   a play runs the role's reboot step (roles/nvidia_driver/tasks/reboot.yml:
-   ansible.builtin.reboot, same arguments) against the VM over SSH through
-   QEMU's port forward, and carries on after it; meanwhile the test answers
+3. Second run, with `nvidia_driver_mok_at_console: true` (someone is at the
+   screen): the role reboots the VM through ansible.builtin.reboot
+   (scenario 1, reboot-and-resume for real, for a reason a GPU-less box
+   really has: the key waiting in MokManager) while the test answers
    MokManager on the serial console as a user at the screen would (Enroll
-   MOK, Continue, Yes, password, Reboot), and the play waits through both
-   boots. The tasks after the reboot run in the new boot (boot id before !=
-   after, uptime shorter than the play), and that boot runs the new kernel.
-   In a VM without an NVIDIA GPU the role itself never decides to reboot
-   (its reasons all need a GPU, and a pending MOK makes it stop, as step 1
-   shows), hence the playbook.
-5. After that boot mokutil --test-key says the key is enrolled, the module
-   DKMS built for the new kernel at its install loads in it, and the same
-   source built for that kernel without a signature is still refused.
-
-Not covered: the NVIDIA packages themselves (their DKMS build takes far too
-long under emulation; docs/vm-tier.md has the figures).
+   MOK, Continue, Yes, password, Reboot); the run waits through both boots
+   and finishes in the new boot: boot id changed, the new kernel running,
+   the key enrolled. The module DKMS built at the kernel's install then
+   loads, and the same source built without a signature is refused.
+4. Third run: changed=0.
 """
 
 from __future__ import annotations
@@ -57,7 +56,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dlsetup import vmbox
-from tests.vm.helpers import enroll_mok, inventory, playbook, read_json
+from tests.aptrepo import _stanza, build_deb
+from tests.boxes import CliResult, dlsetup, write_inventory
+from tests.vm.helpers import enroll_mok, read_json
 
 HERE = Path(__file__).resolve().parent
 LOGS = HERE.parent.parent / ".cache" / "logs"
@@ -68,19 +69,84 @@ DKMS_MODULE = "dlsetup-vmtest/1.0"
 APT = "sudo env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300"
 
 
-def _copy_module_source(vm: vmbox.VM) -> None:
-    tar = subprocess.run(
-        ["tar", "-C", str(HERE / "dkms"), "-c", "dlsetup-vmtest"], capture_output=True, check=True
-    )
-    subprocess.run(
-        vm.ssh_argv(
-            "sudo rm -rf /usr/src/dlsetup-vmtest-1.0 && sudo tar -C /tmp -x "
-            "&& sudo mv /tmp/dlsetup-vmtest /usr/src/dlsetup-vmtest-1.0"
+PACKAGE = "dlsetup-vmtest-dkms"
+REPO_DIR = "/srv/dlsetup-vmtest-repo"
+
+
+def _package_repo(vm: vmbox.VM, tmp: Path) -> None:
+    """The stand-in driver package in a local apt source on the VM, as a
+    vendor's archive serves nvidia-kernel-dkms: the module's source under
+    /usr/src, registered with DKMS and built at install."""
+    src = HERE / "dkms" / "dlsetup-vmtest"
+    pkg = {
+        "name": PACKAGE,
+        "version": "1.0-1",
+        "architecture": "all",
+        "depends": "dkms",
+        "section": "kernel",
+        "description": "tiny DKMS module standing in for the NVIDIA module (dlsetup VM tier)",
+        "files": {
+            f"/usr/src/dlsetup-vmtest-1.0/{f.name}": f.read_text() for f in sorted(src.iterdir())
+        },
+        "postinst": (
+            "#!/bin/sh\nset -e\n"
+            'if [ "$1" = configure ]; then\n'
+            "  dkms add -m dlsetup-vmtest -v 1.0 || true\n"
+            "  dkms install -m dlsetup-vmtest -v 1.0\n"
+            "fi\n"
         ),
+        "prerm": "#!/bin/sh\ndkms remove -m dlsetup-vmtest -v 1.0 --all || true\n",
+    }
+    repo = tmp / "repo"
+    repo.mkdir()
+    deb = build_deb(pkg, repo)
+    (repo / "Packages").write_text(_stanza(pkg, deb, repo))
+    tar = subprocess.run(["tar", "-C", str(repo), "-c", "."], capture_output=True, check=True)
+    subprocess.run(
+        vm.ssh_argv(f"sudo mkdir -p {REPO_DIR} && sudo tar -C {REPO_DIR} -x"),
         input=tar.stdout,
         capture_output=True,
         check=True,
     )
+    vm.ssh(
+        "printf '%s\\n' '# dlsetup VM tier: the stand-in driver package (local, test only)' "
+        f"'Types: deb' 'URIs: file:{REPO_DIR}' 'Suites: ./' 'Trusted: yes' "
+        "| sudo tee /etc/apt/sources.list.d/dlsetup-vmtest.sources >/dev/null"
+    )
+    # read as a user who adds a source does (that source alone)
+    vm.ssh(
+        "sudo apt-get update -q -o Dir::Etc::SourceList=/etc/apt/sources.list.d/dlsetup-vmtest.sources"
+        " -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0",
+        timeout=600,
+    )
+
+
+def _inventory(vm: vmbox.VM, path: Path, **extra: object) -> Path:
+    """The VM as a user lists a machine (a name, an address, a port, a key),
+    with the stand-in package as the driver and a MOK password. Named, not
+    listed as 127.0.0.1: the VM is not the machine dlsetup runs on."""
+    host = {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": vm.port,
+        "nvidia_driver_packages": [PACKAGE],
+        "nvidia_driver_dkms_module": "dlsetup-vmtest",
+        "nvidia_driver_mok_password": PASSWORD,
+        "nvidia_driver_reboot_timeout": 1800,  # two boots under emulation, a person typing
+        # nvidia-persistenced serves GPUs (none here) and would pull the NVIDIA libraries
+        "nvidia_driver_persistence": False,
+        **extra,
+    }
+    return write_inventory(path, vm.key, {"vm1": host})
+
+
+def _provision(inv: Path) -> CliResult:
+    return dlsetup(
+        "provision", "--host", "vm1", "-i", str(inv), "--tags", "driver", "--json", timeout=3600
+    )
+
+
+def _failed(res: CliResult) -> str:
+    return f"rc={res.rc}\n{res.stdout[-4000:]}\n{res.stderr[-3000:]}"
 
 
 def _load(vm: vmbox.VM, command: str) -> subprocess.CompletedProcess[str]:
@@ -125,7 +191,9 @@ def _kernel_update(vm: vmbox.VM, old: str) -> tuple[str, str, str]:
     return new, what, res.stdout
 
 
-def test_secure_boot_mok_enrolled_at_the_console(vm: vmbox.VM, tmp_path: Path) -> None:
+def test_secure_boot_mok_kernel_update_and_reboot_through_the_cli(
+    vm: vmbox.VM, tmp_path: Path
+) -> None:
     times: dict[str, object] = {}
     t_step = time.monotonic()
 
@@ -141,46 +209,42 @@ def test_secure_boot_mok_enrolled_at_the_console(vm: vmbox.VM, tmp_path: Path) -
     assert "SecureBoot enabled" in vm.ssh("mokutil --sb-state").stdout
     assert "Secure boot enabled" in vm.ssh("sudo dmesg").stdout
     old = vm.ssh("uname -r").stdout.strip()
+    _package_repo(vm, tmp_path)
 
-    # 1. the role's tasks
-    inv = inventory(vm, tmp_path / "hosts.yml")
-    res = playbook(inv, "secureboot.yml", "-e", f"nvidia_driver_mok_password={PASSWORD}")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    seen = read_json(vm, "/var/tmp/dlsetup-secureboot.json")
-    assert seen["before"] == {
-        "secure_boot": "enabled",
-        "mok": "no-key",
-        "reboot": {"required": False, "action": "none", "reasons": [], "message": ""},
-    }
-    after = seen["after"]
-    assert isinstance(after, dict)
-    assert after["secure_boot"] == "enabled"
-    assert after["mok"] == "pending"
-    assert after["reboot"]["action"] == "stop"  # never into MokManager unattended
+    # 1. first run: key made and queued, package installed, module signed; a stop
+    inv = _inventory(vm, tmp_path / "hosts.yml")
+    first = _provision(inv)
+    assert first.rc == 0, _failed(first)
+    host = first.doc["hosts"]["vm1"]
+    assert host["failed"] == 0 and host["changed"] > 0
+    assert host["reboot_required"] is True
+    assert "with someone at its console" in first.stdout
+    assert "nvidia_driver_mok_at_console: true" in first.stdout
+    state = read_json(vm, "/var/lib/dlsetup/nvidia_driver.json")
+    assert state["secure_boot"] == "enabled" and state["mok"] == "pending"
+    assert state["mok_enroll_pending"] is True and state["reboot_required"] is True
     assert (
         "enrollment request"
         in vm.ssh(f"sudo mokutil --test-key {MOK_DIR}/dlsetup-mok.der", check=False).stdout
     )
     conf = vm.ssh("cat /etc/dkms/framework.conf.d/dlsetup-mok.conf").stdout
     assert f'mok_signing_key="{MOK_DIR}/dlsetup-mok.priv"' in conf
-    took("1 role")
-
-    # 2. DKMS builds and signs the stand-in module; the kernel refuses it for now
-    _copy_module_source(vm)
-    vm.ssh(f"sudo dkms install {DKMS_MODULE}", timeout=900)
+    assert vm.ssh(f"dpkg-query -W -f '${{Status}}' {PACKAGE}").stdout == "install ok installed"
+    status = vm.ssh("sudo dkms status").stdout
+    assert re.search(rf"^{re.escape(DKMS_MODULE)}, {re.escape(old)}, \S+: installed", status, re.M)
     signer = vm.ssh(f"sudo modinfo -F signer {MODULE}").stdout.strip()
     assert signer.startswith("dlsetup module signing key")
     refused = _load(vm, f"modprobe {MODULE}")
     assert refused.returncode != 0, refused.stdout
     refusal = refused.stdout.strip()
-    took("2 dkms")
+    took("1 first run")
 
-    # 3. a newer kernel arrives; its install hooks have DKMS build and sign
+    # 2. a newer kernel arrives; its install hooks have DKMS build and sign
     # the module for it (the test itself only reads dkms status)
     new, what, apt_out = _kernel_update(vm, old)
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / "vm-kernel-update.apt.log").write_text(apt_out)
-    took("3 kernel update")
+    took("2 kernel update")
     times["kernels"] = what
     status = vm.ssh("sudo dkms status").stdout
     assert re.search(
@@ -198,7 +262,6 @@ def test_secure_boot_mok_enrolled_at_the_console(vm: vmbox.VM, tmp_path: Path) -
     assert vm.ssh(f"sudo modinfo -F vermagic {ko_path}").stdout.startswith(f"{new} ")
     # the link the image's GRUB boots (update-grub's first entry on a server)
     assert vm.ssh("readlink /vmlinuz").stdout.strip().endswith(f"vmlinuz-{new}")
-    assert vm.ssh("readlink /initrd.img").stdout.strip().endswith(f"initrd.img-{new}")
     vm.ssh(f"sudo test -s /boot/initrd.img-{new}")
     # the same source, built for the new kernel without a signature
     vm.ssh(
@@ -207,31 +270,36 @@ def test_secure_boot_mok_enrolled_at_the_console(vm: vmbox.VM, tmp_path: Path) -
         timeout=900,
     )
     assert vm.ssh(f"sudo modinfo -F signer /var/tmp/unsigned/{MODULE}.ko").stdout.strip() == ""
-    took("3 unsigned build")
+    took("2 unsigned build")
 
-    # 4. reboot through the role's reboot step, in a play that carries on
-    # after it, while a user at the console enrolls the key in MokManager
+    # 3. second run, someone at the console: the role reboots into MokManager,
+    # the test enrolls the key there, the run carries on in the new boot
+    inv = _inventory(vm, tmp_path / "hosts.yml", nvidia_driver_mok_at_console=True)
     boot_before = vm.boot_id()
     t0 = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
-        play = pool.submit(playbook, inv, "reboot-resume.yml")
+        run = pool.submit(_provision, inv)
         assert vm.console is not None
         try:
-            enroll_mok(vm.console, PASSWORD)
+            # the run reaches its reboot after the base stage and the driver
+            # stage's checks, minutes under emulation
+            enroll_mok(vm.console, PASSWORD, timeout=2400)
         finally:
-            rebooted = play.result()
-    assert rebooted.returncode == 0, rebooted.stdout[-3000:] + rebooted.stderr[-2000:]
-    assert "changed=2" in rebooted.stdout  # the reboot and the record written after it
-    boots = read_json(vm, "/var/tmp/dlsetup-reboot.json")
-    assert boots["before"] == boot_before
-    assert boots["after"] == vm.boot_id() != boot_before
-    # the kernel running now started after the play did, and it is the new one
+            second = run.result()
+    assert second.rc == 0, _failed(second)
+    host = second.doc["hosts"]["vm1"]
+    assert host["failed"] == 0 and host["reboot_required"] is False
+    assert any(c["action"].endswith("reboot") for c in host["changes"]), host["changes"]
+    assert vm.boot_id() != boot_before
+    # the kernel running now started after the run did, and it is the new one
     assert float(vm.ssh("cut -d' ' -f1 /proc/uptime").stdout) < time.monotonic() - t0
     assert vm.ssh("uname -r").stdout.strip() == new
-    took("4 reboot")
+    state = read_json(vm, "/var/lib/dlsetup/nvidia_driver.json")
+    assert state["mok"] == "enrolled" and state["reboot_required"] is False
+    took("3 second run, reboot")
 
-    # 5. enrolled; the module DKMS built at the kernel's install loads in
-    # it, the unsigned one is refused
+    # enrolled; the module DKMS built at the kernel's install loads in it,
+    # the unsigned one is refused
     assert (
         "is already enrolled"
         in vm.ssh(f"sudo mokutil --test-key {MOK_DIR}/dlsetup-mok.der", check=False).stdout
@@ -244,7 +312,15 @@ def test_secure_boot_mok_enrolled_at_the_console(vm: vmbox.VM, tmp_path: Path) -
     vm.ssh(f"sudo modprobe -r {MODULE}")
     unsigned = _load(vm, f"insmod /var/tmp/unsigned/{MODULE}.ko")
     assert unsigned.returncode != 0, unsigned.stdout
-    took("5 load")
+    took("3 load")
+
+    # 4. third run: nothing to change
+    third = _provision(inv)
+    assert third.rc == 0, _failed(third)
+    host = third.doc["hosts"]["vm1"]
+    assert host["changed"] == 0, host["changes"]
+    assert host["reboot_required"] is False
+    took("4 third run")
     print(
         f"kernels: {what}\nbefore enrollment: {refusal}\n"
         f"unsigned after enrollment: {unsigned.stdout.strip()}\nsteps: {times}"
