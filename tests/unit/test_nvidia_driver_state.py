@@ -204,6 +204,11 @@ def test_someone_at_the_console_does_not_lift_the_other_guards():
     assert action(connection_local=True, allow_reboot_local=True) == "reboot"
     assert action(reboot_enabled=False) == "stop"
     assert action(in_container=True) == "skip"
+    local = plan(["key waits"], mok="pending", mok_at_console=True, connection_local=True)
+    assert "only with --allow-reboot-local" in local["message"]
+    off = plan(["key waits"], mok="pending", mok_at_console=True, reboot_enabled=False)
+    assert "nvidia_driver_reboot is off" in off["message"]
+    assert "set nvidia_driver_mok_at_console" not in local["message"] + off["message"]
 
 
 def test_the_stop_for_a_pending_key_names_the_console_option():

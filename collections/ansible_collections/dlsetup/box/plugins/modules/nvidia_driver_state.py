@@ -280,15 +280,25 @@ def reboot_plan(
     if mok == "pending" and not in_container:
         # someone must be at the console to enroll the key: never reboot into
         # the MOK manager unattended (it times out and boots without the key)
+        if not mok_at_console:
+            how = (
+                " (or, with someone at the console now, set nvidia_driver_mok_at_console: "
+                "true and the run reboots and waits)"
+            )
+        elif connection_local and not allow_reboot_local:
+            how = (
+                " (nvidia_driver_mok_at_console is set, but this is the machine dlsetup runs "
+                "on: it reboots only with --allow-reboot-local)"
+            )
+        else:
+            how = " (nvidia_driver_mok_at_console is set, but nvidia_driver_reboot is off)"
         return {
             "required": True,
             "action": "stop",
             "reasons": reasons,
             "message": (
                 f"Reboot needed: {why}. Enroll the key at the next boot: reboot this machine "
-                "with someone at its console, then run the same command again (or, with "
-                "someone at the console now, set nvidia_driver_mok_at_console: true and the "
-                "run reboots and waits)." + enroll
+                f"with someone at its console, then run the same command again{how}." + enroll
             ),
         }
     if in_container:
