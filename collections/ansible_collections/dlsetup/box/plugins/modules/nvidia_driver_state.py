@@ -263,35 +263,38 @@ def reboot_plan(
     if not reasons:
         return {"required": False, "action": "none", "reasons": [], "message": ""}
     why = "; ".join(reasons)
-    may_reboot = reboot_enabled and (allow_reboot_local or not connection_local)
-    if mok == "pending" and not in_container and mok_at_console and may_reboot:
-        # nvidia_driver_mok_at_console: someone is at the screen, so the run
-        # reboots into the MOK manager, waits while they enroll the key, and
-        # carries on in the new boot (reboot.yml checks the key is enrolled)
+    if in_container:
         return {
-            "required": True,
-            "action": "reboot",
+            "required": False,
+            "action": "skip",
             "reasons": reasons,
-            "message": (
-                f"Rebooting into the MOK manager: {why}. The run waits for the box to "
-                "come back." + enroll
-            ),
+            "message": f"a reboot would be needed ({why}) but this host is a container",
         }
-    if mok == "pending" and not in_container:
+    # what keeps the run from rebooting this host: (the stop's instructions,
+    # the same said beside nvidia_driver_mok_at_console)
+    if connection_local and not allow_reboot_local:
+        blocked = (
+            "This is the machine dlsetup runs on, so it is not rebooted without "
+            "--allow-reboot-local: reboot, then run the same command again; it continues "
+            "where it left off.",
+            "this is the machine dlsetup runs on: it reboots only with --allow-reboot-local",
+        )
+    elif not reboot_enabled:
+        blocked = (
+            "nvidia_driver_reboot is off: reboot, then run the same command again.",
+            "nvidia_driver_reboot is off",
+        )
+    else:
+        blocked = None
+    if mok == "pending" and (blocked or not mok_at_console):
         # someone must be at the console to enroll the key: never reboot into
         # the MOK manager unattended (it times out and boots without the key)
-        if not mok_at_console:
-            how = (
-                " (or, with someone at the console now, set nvidia_driver_mok_at_console: "
-                "true and the run reboots and waits)"
-            )
-        elif connection_local and not allow_reboot_local:
-            how = (
-                " (nvidia_driver_mok_at_console is set, but this is the machine dlsetup runs "
-                "on: it reboots only with --allow-reboot-local)"
-            )
-        else:
-            how = " (nvidia_driver_mok_at_console is set, but nvidia_driver_reboot is off)"
+        how = (
+            f" (nvidia_driver_mok_at_console is set, but {blocked[1]})"
+            if mok_at_console and blocked
+            else " (or, with someone at the console now, set nvidia_driver_mok_at_console: "
+            "true and the run reboots and waits)"
+        )
         return {
             "required": True,
             "action": "stop",
@@ -301,39 +304,26 @@ def reboot_plan(
                 f"with someone at its console, then run the same command again{how}." + enroll
             ),
         }
-    if in_container:
-        return {
-            "required": False,
-            "action": "skip",
-            "reasons": reasons,
-            "message": f"a reboot would be needed ({why}) but this host is a container",
-        }
-    if connection_local and not allow_reboot_local:
+    if blocked:
         return {
             "required": True,
             "action": "stop",
             "reasons": reasons,
-            "message": (
-                f"Reboot needed: {why}. This is the machine dlsetup runs on, so it is not "
-                "rebooted without --allow-reboot-local: reboot, then run the same command "
-                "again; it continues where it left off." + enroll
-            ),
+            "message": f"Reboot needed: {why}. {blocked[0]}" + enroll,
         }
-    if not reboot_enabled:
-        return {
-            "required": True,
-            "action": "stop",
-            "reasons": reasons,
-            "message": (
-                f"Reboot needed: {why}. nvidia_driver_reboot is off: reboot, then run the "
-                "same command again." + enroll
-            ),
-        }
+    # a pending key here: nvidia_driver_mok_at_console, someone is at the
+    # screen, so the run reboots into the MOK manager, waits while they enroll
+    # the key and carries on in the new boot (reboot-now.yml checks it is enrolled)
     return {
         "required": True,
         "action": "reboot",
         "reasons": reasons,
-        "message": f"Rebooting: {why}." + enroll,
+        "message": (
+            f"Rebooting into the MOK manager: {why}. The run waits for the box to come back."
+            if mok == "pending"
+            else f"Rebooting: {why}."
+        )
+        + enroll,
     }
 
 
@@ -411,7 +401,12 @@ def installed_kernels(sysroot: str, running: str, container: bool) -> list[dict[
     return out
 
 
-def parse_dkms_status(text: str, prefix: str = "nvidia") -> dict[str, dict[str, str]]:
+# The start of the driver packages' DKMS module name (nvidia, nvidia-current ...),
+# unless the role is told another (nvidia_driver_dkms_module).
+DKMS_MODULE = "nvidia"
+
+
+def parse_dkms_status(text: str, prefix: str = DKMS_MODULE) -> dict[str, dict[str, str]]:
     """`dkms status` -> {kernel: {module: state}} for the modules whose DKMS
     name starts with ``prefix`` (the driver's: nvidia, nvidia-current ...).
 
@@ -507,7 +502,7 @@ def gather_kernels(params: dict[str, Any], container: bool) -> dict[str, Any]:
         dkms_text = (_run(["dkms", "status"]) or "") if not root else ""
     kernels = module_per_kernel(
         installed_kernels(root, running, container),
-        parse_dkms_status(dkms_text, params.get("dkms_module") or "nvidia"),
+        parse_dkms_status(dkms_text, params.get("dkms_module") or DKMS_MODULE),
     )
     return {
         "running_kernel": running,
@@ -589,7 +584,7 @@ def main() -> None:
             "allow_reboot_local": {"type": "bool", "default": False},
             "reboot_enabled": {"type": "bool", "default": True},
             "mok_at_console": {"type": "bool", "default": False},
-            "dkms_module": {"type": "str", "default": "nvidia"},
+            "dkms_module": {"type": "str", "default": DKMS_MODULE},
             "gpu_count": {"type": "int", "default": 0},
             "nouveau_blacklisted": {"type": "bool", "default": True},
             "distribution": {"type": "str", "default": ""},
