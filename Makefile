@@ -5,7 +5,7 @@ demo:
 	scripts/setup-host
 	.venv/bin/dlsetup demo
 
-test:
+test:  # every stage, the VM tier last (what .ci/run runs)
 	scripts/test
 
 lint:

@@ -20,21 +20,26 @@ def read_json(vm: vmbox.VM, path: str) -> dict[str, object]:
 
 def enroll_mok(console: vmbox.Console, password: str, timeout: float = 600) -> None:
     """Answer MokManager as a user at the screen would: press a key in time,
-    Enroll MOK, Continue, Yes, the password, Reboot."""
+    Enroll MOK, Continue, Yes, the password (again if it asks again), Reboot.
+    Each screen may take minutes to draw under emulation on a busy machine."""
     console.expect(r"Press any key to perform MOK management", timeout)
     console.send(" ")
-    console.expect(r"Enroll MOK", 120)
+    console.expect(r"Enroll MOK", 300)
     time.sleep(2)
     console.send(DOWN + ENTER, pause=1.0)  # Continue boot -> Enroll MOK
-    console.expect(r"View key 0", 120)
+    console.expect(r"View key 0", 300)
     time.sleep(2)
     console.send(DOWN + ENTER, pause=1.0)  # View key 0 -> Continue
-    console.expect(r"Enroll the key\(s\)\?", 120)
+    console.expect(r"Enroll the key\(s\)\?", 300)
     time.sleep(2)
     console.send(DOWN + ENTER, pause=1.0)  # No -> Yes
-    console.expect(r"Password:", 120)
-    time.sleep(1)
-    console.send(password + ENTER, pause=0.3)
-    console.expect(r"Reboot", 120)
+    console.expect(r"Password:", 300)
+    for _ in range(3):  # MokManager asks again when a key was lost on the way
+        time.sleep(1)
+        console.send(password + ENTER, pause=0.5)
+        if console.expect(r"Reboot|Password:", 300).group(0) == "Reboot":
+            break
+    else:
+        raise vmbox.VMError("console: MokManager refused the password three times")
     time.sleep(2)
     console.send(ENTER)

@@ -275,6 +275,11 @@ def test_secure_boot_mok_kernel_update_and_reboot_through_the_cli(
     # 3. second run, someone at the console: the role reboots into MokManager,
     # the test enrolls the key there, the run carries on in the new boot
     inv = _inventory(vm, tmp_path / "hosts.yml", nvidia_driver_mok_at_console=True)
+    # MokManager waits 10 s for a key, which a person at the screen makes;
+    # this test reads the serial console of an emulated machine that may be
+    # busy, so it gives MokManager 60 s (the firmware variable MokTimeout,
+    # set as a user would with mokutil; the role does not touch it).
+    vm.ssh("sudo mokutil --timeout 60")
     boot_before = vm.boot_id()
     t0 = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
