@@ -25,7 +25,7 @@ def nvidia_cuda_repo() -> dict[str, Any]:
 # The order the files start in on scripts/test's two xdist workers (`--dist
 # loadfile --no-loadscope-reorder`: files start in collection order, and each
 # worker is handed two files at the start). The real DKMS compile is by far
-# the longest file (~5.5 of the tier's ~10 minutes); with xdist's default
+# the longest file (~4.5 of the tier's ~6 minutes); with xdist's default
 # order (most tests first) it has the fewest tests and started last, while the
 # other worker ran out of files. Here it starts first, the longest of the rest
 # beside it, and the file queued behind the compile on its worker is a short
