@@ -1,37 +1,46 @@
 """Interrupted runs: dlsetup killed part-way through a provision, then run again.
 
-Each point is a fresh box (a systemd container over SSH, as in
-test_e2e_ssh.py) and `dlsetup provision --host box1` started as a
-subprocess in its own session, like a command in a terminal. The test follows
-the run through ansible-runner's event files (the CLI's private data dir lives
-under the TMPDIR the test gives it) and, when the Nth task has started, sends
+One fresh box (a systemd container over SSH, as in test_e2e_ssh.py) and
+`dlsetup provision --host box1` started as a subprocess in its own session,
+like a command in a terminal, interrupted three times in a row, each run
+picking up what the one before left. The test follows each run through
+ansible-runner's event files (the CLI's private data dir lives under the
+TMPDIR the test gives it) and, when the chosen task has started, sends
 
 * SIGINT to the process group: what Ctrl-C in a terminal does. The CLI must
   exit 130 with the line saying to run the same command again;
 * SIGKILL to the process group: a closed terminal, an OOM kill. No message
   can be asked for; the box must still come out whole.
 
-Points, chosen by task count so that they are the same on every machine:
+The points, named by role and task so that they are the same on every machine:
 
-1. SIGINT at the 4th task start, early (in preflight, today: before any change);
-2. SIGINT at the middle task of a full run (counted in point 1's resume run);
-3. SIGKILL at the start of the longest task of that run (a package install
-   once the driver or container stages are in the site).
+1. SIGINT at the 4th task start, early (in the preflight stage: nothing on the
+   box has changed, which the test checks, so the next run starts from the box
+   as it was installed);
+2. SIGINT at the first task of the driver stage: the middle of the run, the
+   base, disks and NVMe stages done, the driver and container stages not;
+3. SIGKILL when the driver's package install starts, in the run that resumes
+   from point 2: the heaviest task of the site (an apt transaction of the
+   whole driver stack), killed from a box that was already interrupted once.
 
 After each interruption: no half-written file (fstab parses, daemon.json, if
-there, is valid JSON); the next run converges (exit 0); after it dpkg --audit
-is empty, every held package is installed and the driver stack (by
-nvidia_driver's own hold pattern, once that role exists) is held and pinned
-as a whole; and a further run reports changed=0.
+there, is valid JSON). After the third, the next run converges (exit 0); after
+it dpkg --audit is empty, every held package is installed and the driver stack
+(by nvidia_driver's own hold pattern) is held and pinned as a whole; and a
+further run walking every task (--verify-all) reports changed=0.
+
+The points once each had a fresh box and a converging run of their own (three
+full provisions and three --verify-all runs, about 7 minutes of CI's e2e
+stage); chained on one box the interruptions compound, which is the harder
+case, and the test does one provision's work.
 
 Profile: `--skip-tags cuda,smoke`. The CUDA toolkit (1.6 GB, ~2 min a box)
-would take the test over its ~4 minute budget three times over and adds no
-kind of step the driver stage does not already have (an apt install, holds);
-the smoke test needs a GPU and is only reported as skipped in a box anyway.
-The NVIDIA Container Toolkit comes from tests/aptrepo.py's signed stand-in
-for NVIDIA's repository (boxes.nvidia_mirror_vars), unreachable from CI.
-Boxes share the host's apt archive (tests/aptcache.archive_volume) so the
-downloads happen once.
+adds no kind of step the driver stage does not already have (an apt install,
+holds); the smoke test needs a GPU and is only reported as skipped in a box
+anyway. The NVIDIA Container Toolkit comes from tests/aptrepo.py's signed
+stand-in for NVIDIA's repository (boxes.nvidia_mirror_vars), unreachable from
+CI. The box shares the host's apt archive (tests/aptcache.archive_volume) so
+the downloads happen once.
 """
 
 from __future__ import annotations
@@ -55,10 +64,10 @@ from tests.boxes import (
     DLSETUP,
     REPO,
     Boxes,
-    CliResult,
     dlsetup,
     nvidia_mirror_vars,
     sh,
+    snapshot,
     write_inventory,
 )
 
@@ -69,6 +78,9 @@ pytestmark = [
 BOX = "dlsetup-e2e-intr1"
 PROFILE = ("--skip-tags", "cuda,smoke")
 RESUME_LINE = "run the same command again"
+# The points of the driver stage the test interrupts at (roles/nvidia_driver/tasks).
+FIRST_DRIVER_TASK = "Gather the OS facts the role dispatches on"
+DRIVER_INSTALL_TASK = "Install the driver packages"
 
 
 @dataclass
@@ -115,22 +127,53 @@ def start(inv: Path, tmp: Path) -> Watched:
     return Watched(proc, tmp, out)
 
 
-def interrupt_at(run: Watched, n: int, sig: signal.Signals, timeout: float = 600) -> str:
-    """Send `sig` to the run's process group once its nth task has started;
-    the name of that task."""
+def interrupt_at(
+    run: Watched,
+    sig: signal.Signals,
+    *,
+    nth: int | None = None,
+    role: str | None = None,
+    task: str | None = None,
+    timeout: float = 600,
+) -> str:
+    """Send `sig` to the run's process group once its `nth` task has started,
+    or the first task named `task` of `role`; the name of that task and its
+    place in the run."""
     deadline = time.monotonic() + timeout
-    while run.poll_tasks() < n:
+
+    def found() -> int | None:
+        if nth is not None:
+            return nth if len(run.tasks) >= nth else None
+        for i, ev in enumerate(run.tasks, 1):
+            data = ev.get("event_data", {})
+            if data.get("role") == role and data.get("task") == task:
+                return i
+        return None
+
+    while True:
+        run.poll_tasks()
+        at = found()
+        if at is not None:
+            break
         if run.proc.poll() is not None:
             raise AssertionError(
                 f"the run ended (rc {run.proc.returncode}) after {len(run.tasks)} tasks, "
-                f"before task {n}:\n{run.output()[-3000:]}"
+                f"before {nth or (role, task)}:\n{run.output()[-3000:]}"
             )
         if time.monotonic() > deadline:
-            raise AssertionError(f"task {n} did not start within {timeout} s")
+            raise AssertionError(f"{nth or (role, task)} did not start within {timeout} s")
         time.sleep(0.1)
-    task = str(run.tasks[n - 1].get("event_data", {}).get("task", "?"))
     os.killpg(run.proc.pid, sig)
-    return task
+    name = str(run.tasks[at - 1].get("event_data", {}).get("task", "?"))
+    return f"task {at}, {name}"
+
+
+def ctrl_c(run: Watched) -> None:
+    """What a user sees after Ctrl-C: exit 130 and the line to run again."""
+    run.proc.wait(timeout=180)
+    out = run.output()
+    assert run.proc.returncode == 130, f"rc {run.proc.returncode} after Ctrl-C:\n{out[-3000:]}"
+    assert RESUME_LINE in out, out[-3000:]
 
 
 def wait_for_leftovers(tmp: Path, timeout: float = 60) -> None:
@@ -217,17 +260,18 @@ def work(boxes: Boxes) -> Boxes:
     return boxes
 
 
-def fresh_box(boxes: Boxes, name: str) -> Path:
+def fresh_box(boxes: Boxes) -> Path:
     box = boxes.start(BOX, volumes=[aptcache.archive_volume("e2e-debian12")])
     return write_inventory(
-        boxes.work / name / "hosts.yml",
+        boxes.work / "hosts.yml",
         boxes.key,
         {"box1": {"ansible_host": box.address, **nvidia_mirror_vars()}},
     )
 
 
-def converge_then_no_change(inv: Path, tmp: Path) -> tuple[CliResult, Watched]:
-    """The run after an interruption (exit 0, counted), then one more (changed=0)."""
+def converge_then_no_change(inv: Path, tmp: Path) -> Watched:
+    """The run after the interruptions (exit 0, counted), then one more that
+    walks every task (--verify-all: the tasks find nothing half-done)."""
     run = start(inv, tmp)
     # The CLI removes its private data dir at the end: count while it runs.
     deadline = time.monotonic() + 900
@@ -236,70 +280,48 @@ def converge_then_no_change(inv: Path, tmp: Path) -> tuple[CliResult, Watched]:
         time.sleep(0.2)
     run.proc.wait(timeout=60)
     out = run.output()
-    assert run.proc.returncode == 0, f"the run after the interruption failed:\n{out[-4000:]}"
+    assert run.proc.returncode == 0, f"the run after the interruptions failed:\n{out[-4000:]}"
     packages_consistent(BOX)
     no_half_written_files(BOX)
-    # every task walked (--verify-all): the tasks find nothing half-done
     again = dlsetup(
         "provision", "--host", "box1", "-i", str(inv), *PROFILE, "--json", "--verify-all"
     )
     assert again.rc == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.doc["hosts"]["box1"]["changed"] == 0, again.doc["hosts"]["box1"]["changes"]
-    return again, run
-
-
-def _durations(run: Watched) -> list[tuple[float, int, str]]:
-    """(seconds, 1-based index, name) per started task, from start to next start."""
-    from datetime import datetime  # noqa: PLC0415
-
-    stamps = [datetime.fromisoformat(str(e["created"])).timestamp() for e in run.tasks]
-    out = []
-    for i, ev in enumerate(run.tasks[:-1]):
-        out.append((stamps[i + 1] - stamps[i], i + 1, str(ev["event_data"].get("task", ""))))
-    return out
+    return run
 
 
 def test_interrupted_runs_resume_and_converge(work: Boxes) -> None:
     root = work.work
     report: list[str] = []
+    inv = fresh_box(work)
+    installed = snapshot(BOX)
 
-    # Point 1: Ctrl-C at the 4th task.
-    inv = fresh_box(work, "p1")
+    # Point 1: Ctrl-C at the 4th task, in the preflight stage.
     run = start(inv, root / "p1-run")
-    task = interrupt_at(run, 4, signal.SIGINT)
-    run.proc.wait(timeout=180)
-    out = run.output()
-    assert run.proc.returncode == 130, f"rc {run.proc.returncode} after Ctrl-C:\n{out[-3000:]}"
-    assert RESUME_LINE in out, out[-3000:]
+    where = interrupt_at(run, signal.SIGINT, nth=4)
+    ctrl_c(run)
     no_half_written_files(BOX)
-    _, resumed = converge_then_no_change(inv, root / "p1-resume")
-    report.append(f"SIGINT at task 4 ({task}): resumed in {len(resumed.tasks)} tasks")
+    assert snapshot(BOX) == installed, "the preflight stage changed the box"
+    report.append(f"SIGINT at {where}")
 
-    # Points 2 and 3 from the full run's task list: its middle, and its longest task.
-    total = len(resumed.tasks)
-    assert total > 8, f"a full provision started only {total} tasks"
-    middle = total // 2
-    longest = max(_durations(resumed))
-    heavy = min(max(longest[1], 5), total - 1)
-
-    inv = fresh_box(work, "p2")
+    # Point 2: Ctrl-C at the first task of the driver stage.
     run = start(inv, root / "p2-run")
-    task = interrupt_at(run, middle, signal.SIGINT)
-    run.proc.wait(timeout=180)
-    out = run.output()
-    assert run.proc.returncode == 130, f"rc {run.proc.returncode} after Ctrl-C:\n{out[-3000:]}"
-    assert RESUME_LINE in out, out[-3000:]
+    where = interrupt_at(run, signal.SIGINT, role="nvidia_driver", task=FIRST_DRIVER_TASK)
+    ctrl_c(run)
     no_half_written_files(BOX)
-    converge_then_no_change(inv, root / "p2-resume")
-    report.append(f"SIGINT at task {middle} of {total} ({task})")
+    assert snapshot(BOX) != installed, "the stages before the driver changed nothing"
+    report.append(f"SIGINT at {where}")
 
-    inv = fresh_box(work, "p3")
+    # Point 3: SIGKILL as the driver's package install starts, resuming from 2.
     run = start(inv, root / "p3-run")
-    task = interrupt_at(run, heavy, signal.SIGKILL)
+    where = interrupt_at(run, signal.SIGKILL, role="nvidia_driver", task=DRIVER_INSTALL_TASK)
     run.proc.wait(timeout=60)
     assert run.proc.returncode == -signal.SIGKILL
     wait_for_leftovers(root / "p3-run")
     no_half_written_files(BOX)
-    converge_then_no_change(inv, root / "p3-resume")
-    report.append(f"SIGKILL at task {heavy} ({task}, {longest[0]:.0f} s in a full run)")
+    report.append(f"SIGKILL at {where}")
+
+    resumed = converge_then_no_change(inv, root / "resume")
+    report.append(f"converged in {len(resumed.tasks)} tasks, then changed=0")
     print("\n".join(report))
