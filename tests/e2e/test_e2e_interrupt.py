@@ -20,7 +20,7 @@ The points, named by role and task so that they are the same on every machine:
 2. SIGINT at the first task of the driver stage: the middle of the run, the
    base, disks and NVMe stages done, the driver and container stages not;
 3. SIGKILL when the driver's package install starts, in the run that resumes
-   from point 2: the heaviest task of the site (an apt transaction of the
+   from point 2: one of the site's longest tasks (an apt transaction of the
    whole driver stack), killed from a box that was already interrupted once.
 
 After each interruption: no half-written file (fstab parses, daemon.json, if
