@@ -24,9 +24,8 @@ The fault case is the real failure: an older kernel with no headers and no
 module (its image in /boot and its /lib/modules folder, taken from Debian's
 real linux-image package; its 400 MB of modules and the initramfs are left
 out, the role reads only that /boot/vmlinuz-<kernel> and the folder are
-there). The run must stop with
-nvidia-module-missing-for-kernel, the kernel, the branch and the remedy, and
-change nothing.
+there). The run must stop with nvidia-module-missing-for-kernel, the kernel,
+the branch and the remedy, and change nothing.
 
 Wall time: the compile of nvidia-current 535.309.01 dominates (the two
 compiles this file once made took 6 min 48 s for the file on the quiet 2-core
