@@ -74,6 +74,7 @@ _FILE_ACTIONS = {
     "ansible.builtin.deb822_repository",
     "ansible.builtin.get_url",
     "community.general.ini_file",
+    "dlsetup.box.files",
 }
 _DISK_ACTIONS = {
     "community.general.parted",

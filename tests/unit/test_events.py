@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dlsetup.events import STAGE_PREFLIGHT, STAGE_SMOKE, EventCollector
+from dlsetup.events import STAGE_PREFLIGHT, STAGE_SMOKE, EventCollector, _kind
 from dlsetup.exitcodes import ExitCode
 from dlsetup.report import plan_table, summary_table
 
@@ -363,3 +363,9 @@ def test_every_role_hands_its_stage_back_and_the_cli_knows_the_stages() -> None:
     handed = set().union(*stages.values())
     assert checked == {"base", "disks", "nvme", "driver", "cuda", "docker"}
     assert checked <= handed
+
+
+def test_the_collections_several_files_module_is_a_file_change() -> None:
+    """dlsetup.box.files writes what copy and template wrote: the summary
+    lists its changes among the files."""
+    assert _kind("dlsetup.box.files") == _kind("ansible.builtin.copy") == "file"
