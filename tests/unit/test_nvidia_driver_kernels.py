@@ -27,7 +27,7 @@ def _pick(check_all: bool) -> list[dict[str, Any]]:
     expression = task["ansible.builtin.set_fact"]["__nvidia_driver_kernels_checked"]
     variables = {
         "nvidia_driver_check_all_kernels": check_all,
-        "__nvidia_driver_kernels": {"kernels": KERNELS},
+        "__nvidia_driver_state": {"kernels": KERNELS},
     }
     return list(render(expression, variables))
 

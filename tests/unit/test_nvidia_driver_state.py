@@ -10,6 +10,7 @@ or reboot is involved; the decisions and the messages the user reads are.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -277,7 +278,7 @@ def test_gather_takes_the_container_answer_of_module_utils(tmp_path):
     modules(tmp_path, "nouveau")
     (tmp_path / ".dockerenv").write_text("")
     out = gather_535(tmp_path)
-    assert out["in_container"] is True
+    assert out["in_container"] is True and out["container_kind"] == "docker"
     assert out["reboot"]["action"] == "skip"
 
 
@@ -432,8 +433,14 @@ def test_scope_kernels_lists_only_the_kernels_without_key_or_state_file(tmp_path
             "dkms_status": DKMS3,
         }
     )
-    assert set(got) == {"running_kernel", "in_container", "kernels", "modules_missing"}
-    assert got["in_container"] is False
+    assert set(got) == {
+        "running_kernel",
+        "in_container",
+        "container_kind",
+        "kernels",
+        "modules_missing",
+    }
+    assert got["in_container"] is False and got["container_kind"] == ""
     assert [(k["kernel"], k["running"], k["module"]) for k in got["kernels"]] == [
         ("6.1.0-50-amd64", True, "built"),
         ("6.1.0-57-amd64", False, "no-headers"),
@@ -466,3 +473,34 @@ def test_display_manager_from_the_systemd_alias(tmp_path):
     d.mkdir(parents=True)
     (d / "display-manager.service").symlink_to("/lib/systemd/system/gdm3.service")  # dangling here
     assert state.display_manager(str(tmp_path)) is True
+
+
+# ------------------------------------------------------------------ the installed version
+
+
+@pytest.mark.parametrize(
+    ("dpkg", "driver"),
+    [
+        ("535.261.03-1~deb12u1", "535.261.03"),  # Debian's nvidia-kernel-dkms
+        ("1:580.95.05-0ubuntu1", "580.95.05"),  # an epoch and Ubuntu's revision
+        ("580.95.05-1", "580.95.05"),  # NVIDIA's repository
+        ("", ""),  # not installed
+    ],
+)
+def test_the_driver_version_is_dpkgs_without_epoch_and_revision(dpkg, driver):
+    assert state.package_version(dpkg) == driver
+
+
+def test_the_version_package_is_read_from_this_machines_dpkg():
+    """No stand-in: dpkg-query on this (Debian) machine, for a package it has
+    and one it cannot have."""
+    real = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "dpkg"], capture_output=True, text=True, check=True
+    ).stdout
+    assert state._dpkg_version("dpkg") == real and real
+    assert state._dpkg_version("dlsetup-no-such-package") == ""
+
+
+def test_an_installed_version_given_wins_over_the_version_package(tmp_path):
+    out = gather_535(tmp_path, version_package="dpkg")
+    assert out["installed_version"] == "535.261.03"

@@ -40,7 +40,16 @@ options:
     choices: [all, kernels]
     default: all
   installed_version:
-    description: Version of the installed driver (e.g. 535.261.03); empty when unknown.
+    description:
+      - Version of the installed driver (e.g. 535.261.03); empty when unknown.
+      - When empty and O(version_package) is set, the version is read from dpkg.
+    type: str
+    default: ""
+  version_package:
+    description:
+      - The package whose version is the driver's (the DKMS package, or nvidia-driver); its
+        installed version, without epoch and Debian revision, becomes RV(installed_version).
+        One read with the rest of the state, instead of a dpkg-query task of its own.
     type: str
     default: ""
   mok_cert:
@@ -108,6 +117,12 @@ author: dlsetup
 """
 
 RETURN = r"""
+installed_version:
+  description: >-
+    O(installed_version), or the version of O(version_package) that dpkg holds (epoch and
+    Debian revision dropped: 535.261.03); empty when it is not installed
+  type: str
+  returned: scope is all
 secure_boot:
   description: enabled, disabled, unsupported (BIOS boot) or unknown
   type: str
@@ -117,6 +132,10 @@ mok:
   type: str
   returned: scope is all
 in_container: {description: the host is a container, type: bool, returned: always}
+container_kind:
+  description: the container's kind (docker, lxc, podman ...; module_utils/container.py), '' if none
+  type: str
+  returned: always
 loaded_version:
   description: version of the loaded nvidia module or null
   type: str
@@ -493,13 +512,14 @@ def _run(argv: list[str]) -> str | None:
     return res.stdout.decode("utf-8", "replace")
 
 
-def gather_kernels(params: dict[str, Any], container: bool) -> dict[str, Any]:
+def gather_kernels(params: dict[str, Any], kind: str) -> dict[str, Any]:
     """The kernel part: the running kernel, every installed kernel and its module."""
     root = params.get("sysroot") or ""
     running = params.get("running_kernel") or os.uname().release
     dkms_text = params.get("dkms_status")
     if dkms_text is None:
         dkms_text = (_run(["dkms", "status"]) or "") if not root else ""
+    container = bool(kind)
     kernels = module_per_kernel(
         installed_kernels(root, running, container),
         parse_dkms_status(dkms_text, params.get("dkms_module") or DKMS_MODULE),
@@ -507,6 +527,7 @@ def gather_kernels(params: dict[str, Any], container: bool) -> dict[str, Any]:
     return {
         "running_kernel": running,
         "in_container": container,
+        "container_kind": kind,
         "kernels": kernels,
         "modules_missing": [k for k in kernels if k["module"] != "built"],
     }
@@ -515,10 +536,14 @@ def gather_kernels(params: dict[str, Any], container: bool) -> dict[str, Any]:
 def gather(params: dict[str, Any]) -> dict[str, Any]:
     root = params.get("sysroot") or ""
     live = not root
-    container = bool(container_kind(root, _run(list(DETECT_VIRT)) if live else None))
+    kind = container_kind(root, _run(list(DETECT_VIRT)) if live else None)
+    container = bool(kind)
     if params.get("scope") == "kernels":
-        return gather_kernels(params, container)
+        return gather_kernels(params, kind)
     cert = params["mok_cert"]
+    installed = params.get("installed_version") or ""
+    if not installed and params.get("version_package") and live:
+        installed = package_version(_dpkg_version(params["version_package"]))
     sb = secure_boot(root, _run(["mokutil", "--sb-state"]) if live else None)
     cert_exists = os.path.isfile(root + cert)
     mok = mok_state(
@@ -527,7 +552,7 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
     mods = loaded_modules(root)
     loaded = loaded_version(root)
     reasons = reboot_reasons(
-        installed_version=params.get("installed_version") or "",
+        installed_version=installed,
         loaded=loaded,
         nouveau_loaded="nouveau" in mods,
         nouveau_blacklisted=bool(params.get("nouveau_blacklisted", True)),
@@ -544,12 +569,13 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         mok=mok,
         mok_at_console=bool(params.get("mok_at_console")),
     )
-    part = gather_kernels(params, container)
+    part = gather_kernels(params, kind)
     images = params.get("image_packages")
     if images is None:
         images = _installed_images() if live else []
     return {
         **part,
+        "installed_version": installed,
         "secure_boot": sb,
         "mok": mok,
         "loaded_version": loaded,
@@ -562,6 +588,26 @@ def gather(params: dict[str, Any]) -> dict[str, Any]:
         "nvswitch_count": nvswitch_count(params.get("pci_root") or root),
         "display_manager": display_manager(root),
     }
+
+
+def package_version(dpkg_version: str) -> str:
+    """dpkg's version of the driver package -> the driver's: 1:535.261.03-1~deb12u1
+    -> 535.261.03 (the epoch and the Debian revision dropped)."""
+    return re.sub(r"-[^-]*$", "", re.sub(r"^[0-9]+:", "", dpkg_version.strip()))
+
+
+def _dpkg_version(package: str) -> str:
+    try:
+        res = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", package],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return res.stdout.decode("utf-8", "replace") if res.returncode == 0 else ""
 
 
 def _installed_images() -> list[str]:
@@ -577,6 +623,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "installed_version": {"type": "str", "default": ""},
+            "version_package": {"type": "str", "default": ""},
             "scope": {"type": "str", "choices": ["all", "kernels"], "default": "all"},
             "mok_cert": {"type": "path"},
             "state_file": {"type": "path"},
