@@ -525,13 +525,20 @@ class VM:
                 (self.workdir / f).unlink(missing_ok=True)
 
 
+TCG_CPU = "qemu64"
+
+
 def qemu_argv(
     workdir: Path, accel: str, port: int, memory_mib: int = 2048, cpus: int = 2
 ) -> list[str]:
     # -cpu host fails on machines that are themselves virtual (an MSR QEMU
-    # cannot set): KVM runs QEMU's default CPU model.
+    # cannot set): KVM runs QEMU's default CPU model. Under TCG, qemu64 (SSE2
+    # and SSE3, no SSE4.2 or AVX): glibc then picks string functions that TCG
+    # translates well, and the guest's Python runs about 20 % faster than with
+    # `max` or `Nehalem` (an Ansible module call 2.5 s against 3.2 s,
+    # docs/vm-tier.md). DLSETUP_VM_CPU names another model.
     accel_opts = ["-accel", "kvm"] if accel == "kvm" else [
-        "-accel", "tcg,thread=multi", "-cpu", "max"
+        "-accel", "tcg,thread=multi", "-cpu", os.environ.get("DLSETUP_VM_CPU") or TCG_CPU
     ]  # fmt: skip
     return [
         QEMU,
