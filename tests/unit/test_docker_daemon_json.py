@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible_collections.dlsetup.box.plugins.modules import docker_daemon_json
+
+from tests.modules import run_module_file
 
 MODULE = Path(docker_daemon_json.__file__)
 
@@ -37,20 +37,7 @@ USER_CONFIG = {
 
 def run_module(tmp_path: Path, check: bool = False, diff: bool = True, **args: Any) -> dict:
     """Run the module file as Ansible does; its JSON result (failed ones too)."""
-    argfile = tmp_path / "args.json"
-    argfile.write_text(
-        json.dumps(
-            {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
-        )
-    )
-    res = subprocess.run(
-        [sys.executable, str(MODULE), str(argfile)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return json.loads(res.stdout)
+    return run_module_file(MODULE, tmp_path, args, check=check, diff=diff)
 
 
 def write(path: Path, data: Any) -> None:

@@ -11,16 +11,15 @@ group are the test's own user's, so no root is needed.
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from ansible_collections.dlsetup.box.plugins.modules import files as files_module
+
+from tests.modules import run_module_file
 
 MODULE = Path(files_module.__file__)
 OWNER = pwd.getpwuid(os.getuid()).pw_name
@@ -28,20 +27,8 @@ GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
 def run_module(tmp_path: Path, check: bool = False, diff: bool = True, **args: Any) -> dict:
-    argfile = tmp_path / "args.json"
-    argfile.write_text(
-        json.dumps(
-            {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check, "_ansible_diff": diff}}
-        )
-    )
-    res = subprocess.run(
-        [sys.executable, str(MODULE), str(argfile)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return json.loads(res.stdout)
+    """Run the module file as Ansible does; its JSON result (failed ones too)."""
+    return run_module_file(MODULE, tmp_path, args, check=check, diff=diff)
 
 
 def f(dest: Path, content: str, mode: str = "0644") -> dict[str, str]:
