@@ -525,18 +525,18 @@ class VM:
                 (self.workdir / f).unlink(missing_ok=True)
 
 
-TCG_CPU = "qemu64"
+TCG_CPU = "max"
 
 
 def qemu_argv(
     workdir: Path, accel: str, port: int, memory_mib: int = 2048, cpus: int = 2
 ) -> list[str]:
     # -cpu host fails on machines that are themselves virtual (an MSR QEMU
-    # cannot set): KVM runs QEMU's default CPU model. Under TCG, qemu64 (SSE2
-    # and SSE3, no SSE4.2 or AVX): glibc then picks string functions that TCG
-    # translates well, and the guest's Python runs about 20 % faster than with
-    # `max` or `Nehalem` (an Ansible module call 2.5 s against 3.2 s,
-    # docs/vm-tier.md). DLSETUP_VM_CPU names another model.
+    # cannot set): KVM runs QEMU's default CPU model. Under TCG, `max`, the
+    # model every passing run of the tier used. `DLSETUP_VM_CPU=qemu64` makes
+    # the guest's Python about 20 % faster (docs/vm-tier.md), but one of its
+    # three full runs hung at GRUB after MokManager: not the default until
+    # that is understood.
     accel_opts = ["-accel", "kvm"] if accel == "kvm" else [
         "-accel", "tcg,thread=multi", "-cpu", os.environ.get("DLSETUP_VM_CPU") or TCG_CPU
     ]  # fmt: skip
