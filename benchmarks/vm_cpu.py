@@ -15,7 +15,8 @@ model, one after the other, and times what the tier spends its time on:
 
 Prints one JSON line per model and the machine it ran on. Not part of the
 test suite; it asserts nothing. The figures of 2026-12-05 are in
-docs/vm-tier.md; vmbox.TCG_CPU is the model chosen from them.
+docs/vm-tier.md, with why vmbox.TCG_CPU stays `max` although `qemu64`
+measured faster (one full run on qemu64 hung at GRUB).
 """
 
 from __future__ import annotations
