@@ -501,6 +501,15 @@ def test_the_version_package_is_read_from_this_machines_dpkg():
     assert state._dpkg_version("dlsetup-no-such-package") == ""
 
 
-def test_an_installed_version_given_wins_over_the_version_package(tmp_path):
-    out = gather_535(tmp_path, version_package="dpkg")
-    assert out["installed_version"] == "535.261.03"
+def test_the_installed_version_comes_from_dpkg_unless_given():
+    """gather() on this machine itself (no system root: dpkg, /sys and /proc
+    are this machine's; mokutil and dkms may be missing, which it allows).
+    dpkg's own package stands in for the driver's."""
+    live = {"mok_cert": "/nonexistent/dlsetup-mok.der", "state_file": "/nonexistent/state.json"}
+    read = state.gather({**live, "version_package": "dpkg"})
+    assert read["installed_version"] == state.package_version(state._dpkg_version("dpkg"))
+    assert read["installed_version"]
+    given = state.gather({**live, "version_package": "dpkg", "installed_version": "535.261.03"})
+    assert given["installed_version"] == "535.261.03"
+    absent = state.gather({**live, "version_package": "dlsetup-no-such-package"})
+    assert absent["installed_version"] == ""

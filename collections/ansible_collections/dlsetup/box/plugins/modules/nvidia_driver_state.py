@@ -500,13 +500,13 @@ def read_state(path: str) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _run(argv: list[str]) -> str | None:
+def _run(argv: list[str], stderr: int = subprocess.STDOUT) -> str | None:
+    """What the command printed (its stderr too, unless told DEVNULL); None
+    when it is not installed or does not finish."""
     if shutil.which(argv[0]) is None:
         return None
     try:
-        res = subprocess.run(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20, check=False
-        )
+        res = subprocess.run(argv, stdout=subprocess.PIPE, stderr=stderr, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return res.stdout.decode("utf-8", "replace")
@@ -597,17 +597,8 @@ def package_version(dpkg_version: str) -> str:
 
 
 def _dpkg_version(package: str) -> str:
-    try:
-        res = subprocess.run(
-            ["dpkg-query", "-W", "-f", "${Version}", package],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return res.stdout.decode("utf-8", "replace") if res.returncode == 0 else ""
+    """dpkg's version of a package; empty when dpkg does not know it."""
+    return _run(["dpkg-query", "-W", "-f", "${Version}", package], subprocess.DEVNULL) or ""
 
 
 def _installed_images() -> list[str]:
