@@ -80,7 +80,7 @@ PROFILE = ("--skip-tags", "cuda,smoke")
 RESUME_LINE = "run the same command again"
 # The points of the driver stage the test interrupts at (roles/nvidia_driver/tasks).
 FIRST_DRIVER_TASK = "Gather the OS facts the role dispatches on"
-DRIVER_INSTALL_TASK = "Install the driver packages"
+DRIVER_INSTALL_TASK = "Install the driver packages, with DKMS and the kernel headers"
 
 
 @dataclass
