@@ -1,8 +1,9 @@
 """The order the integration files start in (tests/integration/conftest.py).
 
-scripts/test runs the tier on two xdist workers with `--no-loadscope-reorder`,
-so files start in collection order: the DKMS compile, the longest file by
-far, must start first, and every file is placed on purpose.
+scripts/test runs the tier on xdist workers (two, or one beside the VM tier)
+with `--no-loadscope-reorder`, so files start in collection order: the DKMS
+compile, the longest file by far, must start first, and every file is placed
+on purpose.
 """
 
 from __future__ import annotations
