@@ -233,9 +233,39 @@ def _server_ip(srv: Path) -> str | None:
     return ip if ok else None
 
 
+def _answers(base: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(base, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AptRepoError(f"{SERVER} does not answer at {base}") from None
+            time.sleep(0.2)
+
+
+def _serves(base: str, srv: Path) -> bool:
+    """The server hands out this folder's files. A checkout deleted and cloned
+    again at the same path has the same label, while the running container's
+    bind mount still holds the deleted folder (every file 404)."""
+    probe = next(iter(sorted(srv.glob(f"*/{KEY_FILE}"))), None)
+    if probe is None:
+        return True
+    try:
+        with urllib.request.urlopen(base + probe.relative_to(srv).as_posix(), timeout=5) as r:
+            return bool(r.read() == probe.read_bytes())
+    except OSError:
+        return False
+
+
 def serve(srv: Path) -> str:
     """Start the server container (if needed); return its base URL."""
     ip = _server_ip(srv)
+    if ip is not None:
+        _answers(f"http://{ip}:{PORT}/", 20)
+        if not _serves(f"http://{ip}:{PORT}/", srv):
+            ip = None
     if ip is None:  # not running, or serving another checkout's repositories
         _docker("rm", "-f", SERVER, check=False)
         _docker(
@@ -248,15 +278,8 @@ def serve(srv: Path) -> str:
     if ip is None:
         raise AptRepoError(f"{SERVER} did not start: {_docker('logs', SERVER, check=False).stderr}")
     base = f"http://{ip}:{PORT}/"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(base, timeout=2):
-                return base
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AptRepoError(f"{SERVER} does not answer at {base}") from None
-            time.sleep(0.2)
+    _answers(base, 20)
+    return base
 
 
 def up() -> dict[str, dict[str, Any]]:
