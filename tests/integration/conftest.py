@@ -37,6 +37,7 @@ START_ORDER = (
     "test_apt_source.py",
     "test_cuda_nvidia_repo.py",
     "test_disk_layout_role.py",
+    "test_prefetch.py",
 )
 
 
