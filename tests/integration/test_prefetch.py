@@ -31,8 +31,9 @@ OFFLINE = (
 pytestmark = [pytest.mark.docker]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def box() -> Iterator[str]:
+    """One box for the module: the second test's install of make finds it there."""
     why = docker_ready()
     if why:
         pytest.skip(why)
