@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from provision import content_hash, loadavg, machine  # noqa: E402
+from provision import commit, content_hash, loadavg, machine  # noqa: E402
 
 from tests.boxes import dlsetup, make_key, remove_boxes, start_box, write_inventory  # noqa: E402
 
@@ -107,13 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     r = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            check=False,
-        ).stdout.strip(),
+        "commit": commit(),
         "loadavg_start": start,
         "loadavg_end": loadavg(),
         "with_s": runs[True],

@@ -106,6 +106,17 @@ def content_hash() -> str:
     return h.hexdigest()[:16]
 
 
+def commit() -> str:
+    """The checkout's commit, which the numbers belong to."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    ).stdout.strip()
+
+
 def loadavg() -> str:
     """1, 5 and 15 minute load averages: other work on the machine skews every number."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -377,13 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         + " (NVIDIA Container Toolkit off: its repository is on the internet)",
         "loadavg_start": load_start,
         "loadavg_end": loadavg(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            check=False,
-        ).stdout.strip(),
+        "commit": commit(),
         "comparisons": {
             "full_vs_bare_apt": {
                 "provision_s": round(t_full, 1),
