@@ -8,7 +8,7 @@ containers from the project's Debian 12 image, reached over SSH) that fetch
 every package from Debian's mirror themselves, as a user's box does: no shared
 cache, so the downloads are real. Each pair is one provision as dlsetup runs
 it (the driver stage downloads CUDA's toolkit beside its own install) and one
-with the download ahead turned off (`-e dlsetup_prefetch_cuda=false`: the cuda
+with the download ahead turned off (`-e dlsetup_download_ahead=false`: the cuda
 stage downloads it, as before). The order alternates within pairs (ABBA...),
 so that a drift of the shared machine or of the mirror falls on both sides.
 
@@ -48,7 +48,7 @@ def provision(work: Path, key: Path, pub: str, name: str, prefetch: bool) -> flo
             # the demo, the Container Toolkit is left out.
             {name: {"ansible_host": b.address, "container_runtime_nvidia_toolkit": False}},
         )
-        extra = [] if prefetch else ["-e", "dlsetup_prefetch_cuda=false"]
+        extra = [] if prefetch else ["-e", "dlsetup_download_ahead=false"]
         res = dlsetup("provision", "--host", name, "-i", str(inv), *extra, "--json", timeout=3600)
         if res.rc != 0:
             raise SystemExit(f"provision of {name} failed ({res.rc}):\n{res.stdout[-3000:]}")
@@ -72,7 +72,7 @@ Load average at the start {r["loadavg_start"]}, at the end {r["loadavg_end"]}.
 | full provision of a fresh box | median | runs |
 |---|---:|---|
 | as dlsetup runs it (CUDA downloaded beside the driver's install) | {med_on:.1f} s | {on} |
-| `-e dlsetup_prefetch_cuda=false` (the cuda stage downloads it) | {med_off:.1f} s | {off} |
+| `-e dlsetup_download_ahead=false` (the cuda stage downloads it) | {med_off:.1f} s | {off} |
 
 Difference of the medians: {med_off - med_on:.1f} s
 (positive: the download ahead saved that much). Order of the runs: {r["order"]}.
