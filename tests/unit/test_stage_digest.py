@@ -249,3 +249,97 @@ def test_the_module_reads_and_records_as_ansible_runs_it(tmp_path: Path) -> None
     assert again["changed"] is False  # the same record is not written again
     assert again["record"]["state"] == read["state"] == wrote["state"]
     assert again["record"]["items"][str(target)] == read["items"][str(target)]
+
+
+@pytest.mark.parametrize(
+    ("record_value", "verify_all", "words"),
+    [
+        (None, False, "no record"),
+        (record(), False, "did not finish the cuda stage"),
+        (record(cuda={"inputs": {**INPUTS, "vars": "old"}, "part": {}, "reports": {}}), False,
+         "its inputs changed"),
+        (record(cuda={"inputs": dict(INPUTS), "part": {}, "reports": {}}), True, "--verify-all"),
+    ],
+)  # fmt: skip
+def test_what_the_record_decides_alone_needs_no_read_of_the_box(
+    record_value: object, verify_all: bool, words: str
+) -> None:
+    why = sd.walk_without_reading("cuda", INPUTS, record_value, verify_all=verify_all)
+    assert words in why
+    # decide() gives the same verdict whatever the box holds
+    assert sd.decide("cuda", INPUTS, {"state": "any"}, record_value, verify_all=verify_all) == (
+        False,
+        why,
+    )
+
+
+def test_only_the_box_can_decide_a_recorded_stage_with_the_same_inputs() -> None:
+    assert sd.walk_without_reading("docker", INPUTS, record()) == ""
+
+
+PLAY = """
+- name: Two runs' checks, as the stage playbooks make them
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Check each stage as a run does
+      ansible.builtin.include_role:
+        name: dlsetup.box.dlsetup
+        tasks_from: converged
+      vars:
+        dlsetup_stage: "{{ item }}"
+      loop: [base, docker, cuda]
+    - name: Record the run as converged (record.yml, the last play of site.yml)
+      ansible.builtin.include_role:
+        name: dlsetup.box.dlsetup
+        tasks_from: record
+      vars:
+        dlsetup_result: {stages: {base: {}, docker: {}}}
+      when: write_record | bool
+"""
+
+
+def test_a_run_reads_the_box_once_where_the_record_decides(tmp_path: Path) -> None:
+    """The real converged.yml and record.yml through ansible-playbook on this machine
+    (connection local; a file in a temporary folder stands in for the box's state)."""
+    state_file = tmp_path / "fstab"
+    state_file.write_text("UUID=1 /data ext4 defaults 0 2\n")
+    play = tmp_path / "play.yml"
+    play.write_text(PLAY)
+    repo = sd.COLLECTION.parents[3]
+
+    def run(write_record: bool, verify_all: bool = False) -> list[str]:
+        extra = {
+            "__dlsetup_converged_state": {"paths": [str(state_file)]},
+            "dlsetup_converged_record": str(tmp_path / "converged.json"),
+            "write_record": write_record,
+            "dlsetup_verify_all": verify_all,
+            # this test's own Python (interpreter discovery may find a broken shim)
+            "ansible_python_interpreter": sys.executable,
+        }
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+             str(play), "-e", json.dumps(extra)],
+            capture_output=True, text=True, cwd=repo, check=False,
+            env={**os.environ, "ANSIBLE_CONFIG": str(repo / "ansible.cfg"),
+                 "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        doc = json.loads(out.stdout)
+        results = [
+            t["hosts"]["localhost"]
+            for p in doc["plays"]
+            for t in p["tasks"]
+            if "Compare the box with its last converged run" in t["task"]["name"]
+        ]
+        assert len(results) == 3
+        return [f"{r['converged']} {r['box_read']}" for r in results]
+
+    # A fresh box: the first check reads it and finds no record; the others need no read.
+    assert run(write_record=True) == ["False True", "False False", "False False"]
+    # After a converged run of base and docker: each of those reads the box (only its
+    # state can tell); cuda, which that run did not finish, needs no read.
+    assert run(write_record=False) == ["True True", "True True", "False False"]
+    # --verify-all walks every stage and reads nothing.
+    assert run(write_record=False, verify_all=True) == ["False False"] * 3

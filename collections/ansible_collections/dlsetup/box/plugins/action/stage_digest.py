@@ -115,6 +115,30 @@ def changed_items(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+def walk_without_reading(
+    stage: str, inputs: dict[str, str], record: Any, *, verify_all: bool = False
+) -> str:
+    """Why the stage's tasks are walked whatever the box holds now, or "" when only
+    the box's state can decide (decide() compares it).
+
+    The record is written only by the last play of a run, so the record one read
+    found at a run's first check holds for every later stage of that run: a
+    stage this decides needs no read of the box of its own.
+    """
+    if verify_all:
+        return "every task walked on request (--verify-all)"
+    if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
+        return "no record of a converged run on this box (first run, or a reinstall)"
+    entry = (record.get("stages") or {}).get(stage)
+    if not isinstance(entry, dict):
+        return f"the last run did not finish the {stage} stage"
+    old = entry.get("inputs") if isinstance(entry.get("inputs"), dict) else {}
+    moved = [INPUT_WORDS.get(k, k) for k in sorted(inputs) if old.get(k) != inputs[k]]
+    if moved:
+        return "its inputs changed: " + ", ".join(moved)
+    return ""
+
+
 def decide(
     stage: str,
     inputs: dict[str, str],
@@ -128,17 +152,10 @@ def decide(
     ``box``: what converged_state read now (``state``, ``items``); ``record``: what
     it found of the last converged run.
     """
-    if verify_all:
-        return False, "every task walked on request (--verify-all)"
-    if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
-        return False, "no record of a converged run on this box (first run, or a reinstall)"
-    entry = (record.get("stages") or {}).get(stage)
-    if not isinstance(entry, dict):
-        return False, f"the last run did not finish the {stage} stage"
-    old = entry.get("inputs") if isinstance(entry.get("inputs"), dict) else {}
-    moved = [INPUT_WORDS.get(k, k) for k in sorted(inputs) if old.get(k) != inputs[k]]
-    if moved:
-        return False, "its inputs changed: " + ", ".join(moved)
+    walk = walk_without_reading(stage, inputs, record, verify_all=verify_all)
+    if walk:
+        return False, walk
+    assert isinstance(record, dict)  # walk_without_reading said so
     if record.get("state") != box.get("state"):
         diff = changed_items(record.get("items") or {}, box.get("items") or {})
         shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
@@ -224,9 +241,18 @@ class ActionModule(ActionBase):
                 "gpus": [g.get("pci_id") for g in gpus if isinstance(g, dict)],
             },
         )
-        box = self._read_box(args, task_vars, None)
-        record = box.get("record")
-        converged, why = decide(stage, inputs, box, record, verify_all=bool(args.get("verify_all")))
+        verify_all = bool(args.get("verify_all"))
+        # The record as this run's first check read it (converged.yml keeps it):
+        # where it decides alone, the box is not read again (walk_without_reading).
+        record_read = bool(args.get("record_read"))
+        record = args.get("record") if record_read else None
+        box: dict[str, Any] = {}
+        if not (record_read or verify_all) or not walk_without_reading(
+            stage, inputs, record, verify_all=verify_all
+        ):
+            box = self._read_box(args, task_vars, None)
+            record, record_read = box.get("record"), True
+        converged, why = decide(stage, inputs, box, record, verify_all=verify_all)
         entry = ((record or {}).get("stages") or {}).get(stage) or {} if converged else {}
         result.update(
             changed=False,
@@ -236,6 +262,9 @@ class ActionModule(ActionBase):
             why=why,
             part=entry.get("part") or {},
             reports=entry.get("reports") or {},
+            box_read=bool(box),
+            record_read=record_read,
+            record=record,
         )
         return result
 
