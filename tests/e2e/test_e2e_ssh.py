@@ -81,6 +81,10 @@ def test_provision_over_ssh_then_again_changes_nothing(
 ) -> None:
     work, key, boxes = lab
     inv = inventory(work, key, {"box1": boxes["box1"]}, extra={"box1": nvidia_mirror_vars()})
+    # Debian 12's installer enables main and non-free-firmware only; the
+    # driver is in non-free, its DKMS helpers in contrib.
+    sources = "/etc/apt/sources.list.d/debian.sources"
+    sh(BOXES[0], f"sed -i 's/^Components:.*/Components: main non-free-firmware/' {sources}")
     first = dlsetup("provision", "--host", "box1", "-i", str(inv), *PROFILE, "--json")
     assert first.rc == 0, first.stderr + first.stdout
     doc = first.doc
@@ -89,6 +93,8 @@ def test_provision_over_ssh_then_again_changes_nothing(
     assert box1["failed"] == 0 and box1["unreachable"] is False
     assert box1["changed"] > 0 and box1["ok"] > box1["changed"]
     # Real state on the box, reached over SSH with become.
+    for line in sh(BOXES[0], f"grep '^Components:' {sources}").splitlines():
+        assert set(line.split()[1:]) == {"main", "contrib", "non-free", "non-free-firmware"}, line
     assert "hold" in sh(BOXES[0], "dpkg --get-selections nvidia-driver")
     assert "nvidia" in sh(BOXES[0], "docker info --format '{{json .Runtimes}}'")
     assert sh(BOXES[0], "command -v nvcc || true").strip() == ""  # the stage left out
@@ -213,3 +219,34 @@ def test_unknown_host_is_taken_as_address_and_unreachable(
     res = dlsetup("provision", "--host", "127.0.0.9", "-i", str(inv), "--json")
     assert res.rc == 3, res.stdout + res.stderr
     assert res.doc["hosts"]["127.0.0.9"]["unreachable"] is True
+
+
+def test_plan_of_a_fresh_debian_install_names_the_packages_it_cannot_resolve(
+    lab: tuple[Path, Path, dict[str, Box]],
+) -> None:
+    """box2 made as Debian 12's installer leaves a machine: sources with main and
+    non-free-firmware only (the driver is in non-free, DKMS helpers in contrib)
+    and python3-apt installed, so a plan asks apt. The plan cannot resolve the
+    driver's and the toolkit's packages before the run enables those components:
+    it says so and still plans everything else, changing nothing."""
+    work, key, boxes = lab
+    sh(
+        BOXES[1],
+        "sed -i 's/^Components:.*/Components: main non-free-firmware/' "
+        "/etc/apt/sources.list.d/debian.sources && export DEBIAN_FRONTEND=noninteractive && "
+        "apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "
+        "python3-apt >/dev/null",
+    )
+    inv = inventory(work, key, {"box2": boxes["box2"]}, name="plan.yml")
+    before = snapshot(BOXES[1])
+    res = dlsetup("plan", "--host", "box2", "-i", str(inv), "--json")
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    box2 = res.doc["hosts"]["box2"]
+    assert box2["failed"] == 0, box2["failures"]
+    left_out = {s["step"]: s["reason"] for s in box2["skipped_steps"]}
+    for step in ("driver packages in the plan", "CUDA toolkit packages in the plan"):
+        assert "Debian components main contrib non-free non-free-firmware" in left_out[step]
+    planned = [c["task"] for c in box2["changes"]]
+    assert "Enable the components (deb822 sources)" in planned
+    assert "Install Docker" in planned  # the rest of the site is planned as usual
+    assert snapshot(BOXES[1]) == before
