@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -50,6 +50,40 @@ class RunOutcome:
 
 EventHandler = Callable[[dict[str, Any]], bool]
 
+# The environment variable that marks every process of one run with its
+# private data dir (stop_leftovers).
+RUN_MARK = "DLSETUP_RUN_DIR"
+
+
+def leftovers(mark: str, proc: Path = Path("/proc")) -> list[int]:
+    """Processes still alive that carry ``RUN_MARK=mark`` in their environment."""
+    needle = f"\0{RUN_MARK}={mark}\0".encode()
+    found = []
+    for entry in proc.glob("[0-9]*"):
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if needle in b"\0" + env + b"\0" and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def stop_leftovers(mark: str) -> list[int]:
+    """Kill what a canceled run left behind, once ansible-runner has returned.
+
+    ansible-playbook's workers each start a session of their own (setsid, so
+    that a terminal's Ctrl-C reaches only the main process). When a run is
+    canceled, ansible-runner kills the main process's group, which misses a
+    worker in the middle of a task: with nothing left to read its result, such
+    a worker can block for ever writing it (seen after a Ctrl-C in the
+    interrupt test). SSH's ControlPersist masters of the run go too."""
+    pids = leftovers(mark)
+    for pid in pids:
+        with suppress(ProcessLookupError):  # ended meanwhile
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
 
 def _put_own_bin_on_path() -> None:
     """ansible-runner spawns ``ansible-playbook`` by name: make it the one installed
@@ -75,6 +109,8 @@ def runner_kwargs(spec: RunSpec, private_data_dir: str) -> dict[str, Any]:
         "inventory": list(spec.inventories),
         "extravars": dict(spec.extravars),
         "envvars": {
+            # every process of the run carries it (stop_leftovers)
+            RUN_MARK: private_data_dir,
             "ANSIBLE_CONFIG": str(content.ansible_cfg()),
             "ANSIBLE_COLLECTIONS_PATH": str(content.collections_path()),
             "ANSIBLE_FORCE_COLOR": "0",
@@ -129,7 +165,14 @@ def run(spec: RunSpec, event_handler: EventHandler) -> RunOutcome:
         kwargs = runner_kwargs(spec, pdd)
         kwargs["event_handler"] = event_handler
         kwargs["cancel_callback"] = stop.is_set
-        r = ansible_runner.run(**kwargs)
+        try:
+            r = ansible_runner.run(**kwargs)
+        finally:
+            # A run that ends by itself waits for its workers, and SSH's
+            # ControlPersist masters are meant to outlive it; a canceled one
+            # leaves nothing behind.
+            if stop.is_set():
+                stop_leftovers(pdd)
         tail = ""
         if r.status != "successful":
             try:

@@ -174,6 +174,26 @@ def ctrl_c(run: Watched) -> None:
     out = run.output()
     assert run.proc.returncode == 130, f"rc {run.proc.returncode} after Ctrl-C:\n{out[-3000:]}"
     assert RESUME_LINE in out, out[-3000:]
+    # Nothing of the run is left on this machine: ansible-playbook's workers
+    # run in sessions of their own, out of reach of a kill of its group.
+    left = processes_of(run.tmp)
+    assert left == [], f"processes of the canceled run still alive: {left}"
+
+
+def processes_of(tmp: Path) -> list[str]:
+    """The processes of one run (TMPDIR=tmp in their environment, which every
+    process the CLI starts inherits), as "pid command"."""
+    needle = f"\0TMPDIR={tmp}\0".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            env = (entry / "environ").read_bytes()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in b"\0" + env + b"\0":
+            found.append(f"{entry.name} {cmd[:200]}")
+    return found
 
 
 def wait_for_leftovers(tmp: Path, timeout: float = 60) -> None:

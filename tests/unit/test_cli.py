@@ -70,6 +70,7 @@ def common(pdd: str, inventories: list[str]) -> dict[str, Any]:
         "project_dir": str(ROOT),
         "inventory": inventories,
         "envvars": {
+            "DLSETUP_RUN_DIR": pdd,
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
             "ANSIBLE_COLLECTIONS_PATH": str(content.collections_path()),
             "ANSIBLE_FORCE_COLOR": "0",
