@@ -55,11 +55,11 @@ EventHandler = Callable[[dict[str, Any]], bool]
 RUN_MARK = "DLSETUP_RUN_DIR"
 
 
-def leftovers(mark: str, proc: Path = Path("/proc")) -> list[int]:
-    """Processes still alive that carry ``RUN_MARK=mark`` in their environment."""
-    needle = f"\0{RUN_MARK}={mark}\0".encode()
+def processes_with(name: str, value: str) -> list[int]:
+    """Processes alive (this one aside) whose environment has ``name=value``."""
+    needle = f"\0{name}={value}\0".encode()
     found = []
-    for entry in proc.glob("[0-9]*"):
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
             env = (entry / "environ").read_bytes()
         except OSError:  # gone meanwhile, or not ours to read
@@ -78,7 +78,7 @@ def stop_leftovers(mark: str) -> list[int]:
     worker in the middle of a task: with nothing left to read its result, such
     a worker can block for ever writing it (seen after a Ctrl-C in the
     interrupt test). SSH's ControlPersist masters of the run go too."""
-    pids = leftovers(mark)
+    pids = processes_with(RUN_MARK, mark)
     for pid in pids:
         with suppress(ProcessLookupError):  # ended meanwhile
             os.kill(pid, signal.SIGKILL)

@@ -51,6 +51,7 @@ import re
 import signal
 import subprocess
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ import pytest
 import yaml
 
 from dlsetup import content
+from dlsetup.runner import processes_with
 from tests import aptcache
 from tests.boxes import (
     DLSETUP,
@@ -183,16 +185,11 @@ def ctrl_c(run: Watched) -> None:
 def processes_of(tmp: Path) -> list[str]:
     """The processes of one run (TMPDIR=tmp in their environment, which every
     process the CLI starts inherits), as "pid command"."""
-    needle = f"\0TMPDIR={tmp}\0".encode()
     found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            env = (entry / "environ").read_bytes()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in b"\0" + env + b"\0":
-            found.append(f"{entry.name} {cmd[:200]}")
+    for pid in processes_with("TMPDIR", str(tmp)):
+        with suppress(OSError):  # gone meanwhile
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            found.append(f"{pid} {cmd.decode(errors='replace')[:200]}")
     return found
 
 

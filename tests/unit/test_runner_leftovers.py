@@ -36,13 +36,16 @@ def test_a_left_process_of_the_run_is_killed_and_others_are_not(tmp_path: Path) 
     unmarked = _spawn(None)
     try:
         deadline = time.monotonic() + 10  # until the children have exec'd
-        while worker.pid not in runner.leftovers(mark) and time.monotonic() < deadline:
+        while (
+            worker.pid not in runner.processes_with(runner.RUN_MARK, mark)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
-        assert runner.leftovers(mark) == [worker.pid]
+        assert runner.processes_with(runner.RUN_MARK, mark) == [worker.pid]
         assert runner.stop_leftovers(mark) == [worker.pid]
         assert worker.wait(timeout=10) == -9
         assert other_run.poll() is None and unmarked.poll() is None
-        assert runner.leftovers(mark) == []
+        assert runner.processes_with(runner.RUN_MARK, mark) == []
         assert runner.stop_leftovers(mark) == []  # nothing left to stop
     finally:
         for p in (worker, other_run, unmarked):

@@ -247,9 +247,7 @@ class ActionModule(ActionBase):
         record_read = bool(args.get("record_read"))
         record = args.get("record") if record_read else None
         box: dict[str, Any] = {}
-        if not (record_read or verify_all) or not walk_without_reading(
-            stage, inputs, record, verify_all=verify_all
-        ):
+        if not (verify_all or (record_read and walk_without_reading(stage, inputs, record))):
             box = self._read_box(args, task_vars, None)
             record, record_read = box.get("record"), True
         converged, why = decide(stage, inputs, box, record, verify_all=verify_all)
