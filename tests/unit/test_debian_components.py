@@ -18,13 +18,18 @@ import yaml
 from dlsetup import content
 from tests.templating import render
 
-TASKS = content.roles_dir() / "dlsetup" / "tasks" / "debian_components.yml"
-NEEDED = ["main", "contrib", "non-free", "non-free-firmware"]
+ROLE = content.roles_dir() / "dlsetup"
+TASKS = ROLE / "tasks" / "debian_components.yml"
+NEEDED = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__dlsetup_debian_components"]
+
+
+def test_the_components_are_the_four_of_debian_12() -> None:
+    assert NEEDED == ["main", "contrib", "non-free", "non-free-firmware"]
 
 
 def _rules() -> list[tuple[str, str]]:
     block = yaml.safe_load(TASKS.read_text())[0]
-    variables: dict[str, Any] = {"dlsetup_components": NEEDED}
+    variables: dict[str, Any] = {"__dlsetup_debian_components": NEEDED}
     variables["__dlsetup_components_all_there"] = render(
         block["vars"]["__dlsetup_components_all_there"], variables
     )
