@@ -82,3 +82,38 @@ def test_dead_apt_mirror_names_the_repository_and_leaves_no_source(
     # apt is left working: no broken source makes every later update fail.
     out = sh(BOX, "apt-get update 2>&1")
     assert "127.0.0.1:9" not in out, out
+
+
+DEAD_PROXY = "http://127.0.0.1:9"  # nothing listens on port 9 in the box
+
+
+def test_dead_apt_proxy_on_a_fresh_box_names_the_lists_not_python3_apt(boxes: Boxes) -> None:
+    """A fresh box (no python3-apt, as a minimal Debian install) and a
+    dlsetup_apt_proxy that does not answer: apt-get update exits 0 and only
+    warns, so the old path failed later with "Unable to locate package
+    python3-apt". The run must fail in the base stage naming the lists and the
+    proxy, and install nothing."""
+    b = boxes.start("dlsetup-e2e-fault2")
+    # The test environment's own apt proxy (DLSETUP_APT_PROXY) would be read
+    # after dlsetup's file and win: the dead proxy is the only one here.
+    sh(b.name, "rm -f /etc/apt/apt.conf.d/01proxy")
+    assert sh(b.name, "dpkg-query -W -f='${Status}' python3-apt 2>/dev/null || true") == ""
+    before = sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort")
+    inv = write_inventory(
+        boxes.work / "dead-proxy" / "hosts.yml",
+        boxes.key,
+        {"box2": {"ansible_host": b.address, "dlsetup_apt_proxy": DEAD_PROXY}},
+    )
+    res = dlsetup("provision", "--host", "box2", "-i", str(inv), "--tags", "facts", "--json")
+    assert res.rc == 1, res.stdout[-4000:] + res.stderr[-2000:]
+    host = res.doc["hosts"]["box2"]
+    msgs = " ".join(f["msg"] for f in host["failures"])
+    assert "could not download its package lists" in msgs, msgs
+    assert "Failed to fetch" in msgs and "127.0.0.1:9" in msgs, msgs  # apt's own lines
+    assert f"dlsetup_apt_proxy (now {DEAD_PROXY})" in msgs, msgs
+    assert "Unable to locate package" not in msgs, msgs
+    assert [(f["play"], f["task"]) for f in host["failures"]] == [
+        ("Base system", "Stop when apt could not fetch its lists or install python3-apt")
+    ], host["failures"]
+    # Nothing installed: the package set is what it was.
+    assert sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort") == before
