@@ -22,9 +22,12 @@ internet.
    --no-install-recommends apt would add the recommends of every package
    (CUDA's alone are gigabytes) and the floor would install more than
    dlsetup did; after it, both boxes are checked to hold the same packages.
-   --full-repeat pairs (dlsetup, floor) are taken one after the other, so
-   that swings of a shared machine fall on both sides, and their medians are
-   compared. Target <= 1.25x (issue 16).
+   (The set and the sources are those of the untimed warm-up provision, the
+   same site, so the floor can also run first.) --full-repeat pairs are
+   taken one after the other, dlsetup first in even pairs and the floor first
+   in odd ones, each side after a `sync` (untimed) so that neither pays for
+   the other's writeback, and their medians are compared. Target <= 1.25x
+   (issue 16).
 2. No-op re-provision of that converged box, against `ansible -m setup` on
    the same box with the project's ansible.cfg (Ansible's own floor): median
    of --repeat runs each. Target <= 15 s and <= 10x (issue 16).
@@ -275,50 +278,95 @@ class Pair:
     inventory: Path
 
 
-def full_pair(b: Bench, i: int) -> Pair:
-    """Provision a fresh box, then install exactly the packages it got, at their
-    versions and with the vendor sources it added, in another fresh box with one
-    bare `apt-get install --no-install-recommends`; both timed."""
-    one_name, bare_name = ("one", "bare") if i == 0 else (f"one{i}", f"bare{i}")
-    one = b.box(one_name)
-    before = packages(PREFIX + one_name)
-    inv = b.inventory(one_name, {one_name: one})
-    t_full, doc = b.provision(inv, one_name)
-    after = packages(PREFIX + one_name)
-    new = sorted(set(after) - set(before))
-    manual = sorted(set(sh(PREFIX + one_name, "apt-mark showmanual").split()) & set(new))
-    b.say(
-        f"full provision {i + 1}: {t_full:.1f} s, {len(new)} new packages ({len(manual)} asked for)"
-    )
+@dataclass
+class Reference:
+    """What the warm-up provision installed (package -> version) and the apt
+    sources and keys it added: every floor installs exactly this."""
 
-    b.box(bare_name)
-    # Untimed: the vendor sources and keys the provision added (if any).
+    versions: dict[str, str]
+    sources_tar: bytes
+
+
+def settle() -> None:
+    """Untimed, before each timed side: write out what earlier runs left dirty
+    (gigabytes of unpacked packages) so that neither side pays the other's
+    writeback."""
+    subprocess.run(["sync"], check=True)
+
+
+def reference(b: Bench, name: str, before: dict[str, str]) -> Reference:
+    after = packages(PREFIX + name)
     tar = subprocess.run(
-        ["docker", "exec", PREFIX + one_name, "tar", "-C", "/", "-cf", "-",
+        ["docker", "exec", PREFIX + name, "tar", "-C", "/", "-cf", "-",
          "etc/apt/sources.list.d", "etc/apt/keyrings"],
         capture_output=True,
         check=False,
     )  # fmt: skip
+    return Reference({p: v for p, v in after.items() if p not in before}, tar.stdout)
+
+
+def floor(b: Bench, name: str, ref: Reference) -> tuple[float, set[str]]:
+    """One bare `apt-get update && apt-get install --no-install-recommends` of
+    the reference set, at its versions, in a fresh box: (seconds, new packages)."""
+    b.box(name)
+    # Untimed: the vendor sources and keys the provision added (if any).
     subprocess.run(
-        ["docker", "exec", "-i", PREFIX + bare_name, "tar", "-C", "/", "-xf", "-"],
-        input=tar.stdout,
+        ["docker", "exec", "-i", PREFIX + name, "tar", "-C", "/", "-xf", "-"],
+        input=ref.sources_tar,
         capture_output=True,
         check=True,
     )
-    bare_before = packages(PREFIX + bare_name)
+    before = packages(PREFIX + name)
+    settle()
     t0 = time.monotonic()
     sh(
-        PREFIX + bare_name,
+        PREFIX + name,
         "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null && "
         "apt-get install -y -q --no-install-recommends "
-        f"{' '.join(f'{p}={after[p]}' for p in new)} >/dev/null",
+        f"{' '.join(f'{p}={v}' for p, v in sorted(ref.versions.items()))} >/dev/null",
     )
-    t_bare = time.monotonic() - t0
-    bare_new = set(packages(PREFIX + bare_name)) - set(bare_before)
+    return time.monotonic() - t0, set(packages(PREFIX + name)) - set(before)
+
+
+def full_pair(b: Bench, i: int, ref: Reference) -> Pair:
+    """Provision a fresh box and, in another fresh box, install the reference
+    set with one bare apt-get; both timed, each after a sync. Even pairs run
+    dlsetup first, odd pairs the floor first, so that neither side always
+    follows the other."""
+    one_name, bare_name = ("one", "bare") if i == 0 else (f"one{i}", f"bare{i}")
+
+    def provision() -> tuple[float, dict[str, Any], list[str], Path]:
+        one = b.box(one_name)
+        before = packages(PREFIX + one_name)
+        inv = b.inventory(one_name, {one_name: one})
+        settle()
+        t, doc = b.provision(inv, one_name)
+        after = packages(PREFIX + one_name)
+        new = sorted(set(after) - set(before))
+        manual = sorted(set(sh(PREFIX + one_name, "apt-mark showmanual").split()) & set(new))
+        b.say(
+            f"full provision {i + 1}: {t:.1f} s, {len(new)} new packages ({len(manual)} asked for)"
+        )
+        return t, doc, new, inv
+
+    def bare() -> tuple[float, set[str]]:
+        t, got = floor(b, bare_name, ref)
+        b.say(
+            f"bare apt-get install --no-install-recommends of the same {len(ref.versions)} "
+            f"packages {i + 1}: {t:.1f} s"
+        )
+        return t, got
+
+    if i % 2 == 0:
+        t_full, doc, new, inv = provision()
+        t_bare, bare_new = bare()
+    else:
+        t_bare, bare_new = bare()
+        t_full, doc, new, inv = provision()
     only_bare, only_one = sorted(bare_new - set(new)), sorted(set(new) - bare_new)
     b.say(
-        f"bare apt-get install --no-install-recommends of the same {len(new)} packages "
-        f"{i + 1}: {t_bare:.1f} s; same package set after: {not (only_bare or only_one)}"
+        f"pair {i + 1} ({'dlsetup' if i % 2 == 0 else 'floor'} first): same package set after: "
+        f"{not (only_bare or only_one)}"
         + (f" (only bare: {only_bare}; only dlsetup: {only_one})" if only_bare or only_one else "")
     )
     if i > 0:  # only the first pair's dlsetup box is used again: free the disk
@@ -338,16 +386,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         # Warm the cache with an untimed provision.
         warm = b.box("warm")
+        warm_before = packages(PREFIX + "warm")
         t_cold, _ = b.provision(b.inventory("warm", {"warm": warm}), "warm")
         b.say(f"warm-up provision (cold cache, not compared): {t_cold:.1f} s")
+        ref = reference(b, "warm", warm_before)
         b.remove("warm")
 
         # 1. Full provision vs bare apt-get install of the same set, in pairs
-        # taken one after the other (dlsetup, floor, dlsetup, floor ...) so
+        # taken one after the other (dlsetup first, then floor first ...) so
         # that the machine's own swings (a shared host) fall on both sides;
         # the medians are compared. The first pair's dlsetup box is the
         # converged box of comparison 2.
-        pairs = [full_pair(b, i) for i in range(args.full_repeat)]
+        pairs = [full_pair(b, i, ref) for i in range(args.full_repeat)]
         t_full = statistics.median(p.provision_s for p in pairs)
         t_bare = statistics.median(p.bare_s for p in pairs)
         first = pairs[0]
@@ -399,6 +449,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "target_ratio": TARGETS["full"],
                 "packages": len(new),
                 "bare_options": "--no-install-recommends",
+                "alternated": True,
                 "same_packages": not (only_bare or only_one),
                 "only_bare": only_bare,
                 "only_dlsetup": only_one,
@@ -462,6 +513,9 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, float, float, float, str, b
     return rows
 
 
+_ALTERNATED = "; dlsetup first in even pairs, the floor first in odd ones; each side after a sync"
+
+
 def markdown(r: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
     m, c = r["machine"], r["comparisons"]
     f, n, lab = c["full_vs_bare_apt"], c["noop_vs_setup"], c.get("lab4_vs_one")
@@ -519,7 +573,7 @@ def markdown(r: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
     )
     full_runs = (
         f"Full provisions: {f['provision_runs_s']} s; their floors: {f['bare_apt_runs_s']} s "
-        "(in pairs, one after the other).\n"
+        "(in pairs, one after the other" + (_ALTERNATED if f.get("alternated") else "") + ").\n"
         if "provision_runs_s" in f
         else ""
     )
