@@ -1,4 +1,5 @@
-"""Faults outside our control, through the real CLI: an apt mirror that does not answer.
+"""Faults outside our control, through the real CLI: an apt mirror, and an apt
+proxy, that do not answer.
 
 A user points a role's repository setting at a mirror that is down. Here:
 nvidia_driver with `nvidia_driver_source: nvidia` and
@@ -12,6 +13,11 @@ Asserted: the run fails (exit 1) with a message that names the repository
 (nvidia-cuda) and its URL and says the source was removed; no source under
 /etc/apt names the dead mirror any more, and apt still updates cleanly. Run with `--tags driver`: the
 other stages have nothing to do with the fault.
+
+The second test points `dlsetup_apt_proxy` at a closed port on a fresh box
+(no python3-apt yet, as a minimal Debian install): the base stage fails naming
+the lists apt could not fetch and the proxy, not "Unable to locate package
+python3-apt", and installs nothing.
 
 (An unreachable host, exit 3 with the other hosts finishing, is in
 test_e2e_ssh.py.)
