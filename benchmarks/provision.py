@@ -294,15 +294,19 @@ def settle() -> None:
     subprocess.run(["sync"], check=True)
 
 
-def reference(b: Bench, name: str, before: dict[str, str]) -> Reference:
-    after = packages(PREFIX + name)
+def new_packages(name: str, before: dict[str, str]) -> dict[str, str]:
+    """Packages (-> version) the box holds now that it did not hold before."""
+    return {p: v for p, v in packages(PREFIX + name).items() if p not in before}
+
+
+def reference(name: str, before: dict[str, str]) -> Reference:
     tar = subprocess.run(
         ["docker", "exec", PREFIX + name, "tar", "-C", "/", "-cf", "-",
          "etc/apt/sources.list.d", "etc/apt/keyrings"],
         capture_output=True,
         check=False,
     )  # fmt: skip
-    return Reference({p: v for p, v in after.items() if p not in before}, tar.stdout)
+    return Reference(new_packages(name, before), tar.stdout)
 
 
 def floor(b: Bench, name: str, ref: Reference) -> tuple[float, set[str]]:
@@ -325,7 +329,7 @@ def floor(b: Bench, name: str, ref: Reference) -> tuple[float, set[str]]:
         "apt-get install -y -q --no-install-recommends "
         f"{' '.join(f'{p}={v}' for p, v in sorted(ref.versions.items()))} >/dev/null",
     )
-    return time.monotonic() - t0, set(packages(PREFIX + name)) - set(before)
+    return time.monotonic() - t0, set(new_packages(name, before))
 
 
 def full_pair(b: Bench, i: int, ref: Reference) -> Pair:
@@ -341,8 +345,7 @@ def full_pair(b: Bench, i: int, ref: Reference) -> Pair:
         inv = b.inventory(one_name, {one_name: one})
         settle()
         t, doc = b.provision(inv, one_name)
-        after = packages(PREFIX + one_name)
-        new = sorted(set(after) - set(before))
+        new = sorted(new_packages(one_name, before))
         manual = sorted(set(sh(PREFIX + one_name, "apt-mark showmanual").split()) & set(new))
         b.say(
             f"full provision {i + 1}: {t:.1f} s, {len(new)} new packages ({len(manual)} asked for)"
@@ -389,7 +392,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         warm_before = packages(PREFIX + "warm")
         t_cold, _ = b.provision(b.inventory("warm", {"warm": warm}), "warm")
         b.say(f"warm-up provision (cold cache, not compared): {t_cold:.1f} s")
-        ref = reference(b, "warm", warm_before)
+        ref = reference("warm", warm_before)
         b.remove("warm")
 
         # 1. Full provision vs bare apt-get install of the same set, in pairs

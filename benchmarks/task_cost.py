@@ -141,12 +141,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wall_s": round(statistics.median(w for w, _, _ in base), 2),
             "runs_s": [round(w, 2) for w, _, _ in base],
         }
+        # the empty playbook's medians, unrounded, taken off every kind's
+        w0, c0, x0 = (statistics.median(r[k] for r in base) for k in range(3))
         for kind, task in KINDS.items():
             pb = playbook(work / f"{kind}.yml", task, args.tasks)
             runs = [run_playbook(pb, inv) for _ in range(args.repeat)]
-            w0 = results["empty"]["wall_s"]
-            c0 = statistics.median(c for _, c, _ in base)
-            x0 = statistics.median(x for _, _, x in base)
             results[kind] = {
                 "task": task,
                 "per_task_wall_s": round(
