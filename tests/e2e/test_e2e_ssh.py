@@ -125,8 +125,15 @@ def test_provision_over_ssh_then_again_changes_nothing(
         work, key, {"box1": boxes["box1"]}, name="changed.yml", extra={"box1": changed_vars}
     )
     assert sh(BOXES[0], "docker info --format '{{.LoggingDriver}}'").strip() != "local"
+    # With them, dlsetup's APST drop-in as an earlier run with
+    # nvme_apst_max_latency_us set left it (and GRUB's drop-in folder): the
+    # option is null here, so the run removes it (the removal runs where the
+    # nvme stage's read finds the file).
+    dropin = "/etc/default/grub.d/60-dlsetup-nvme-apst.cfg"
+    sh(BOXES[0], f"mkdir -p /etc/default/grub.d && echo 'GRUB_CMDLINE_LINUX=x' > {dropin}")
     third = dlsetup("provision", "--host", "box1", "-i", str(inv2), *PROFILE, "--json")
     assert third.rc == 0, third.stderr + third.stdout
+    assert sh(BOXES[0], f"test -e {dropin} && echo left || echo gone").strip() == "gone"
     assert third.doc["hosts"]["box1"]["changed"] > 0
     assert sh(BOXES[0], "docker info --format '{{.LoggingDriver}}'").strip() == "local"
     assert json.loads(sh(BOXES[0], "cat /etc/docker/daemon.json"))["log-driver"] == "local"
