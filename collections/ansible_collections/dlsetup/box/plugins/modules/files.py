@@ -19,10 +19,10 @@ stay with ``ansible.builtin.copy``.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dlsetup.box.plugins.module_utils.atomic import read_bytes, write_atomic
 
 DOCUMENTATION = r"""
 module: files
@@ -85,32 +85,6 @@ def _attrs(module: AnsibleModule, path: str, item: dict[str, Any]) -> dict[str, 
     )
 
 
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_atomic(path: str, data: bytes, mode: int) -> None:
-    """The new content under a temporary name in the same folder, with its
-    mode, then renamed: a reader (or a crash) sees the old file or the new
-    one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), mode)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _dirs(module: AnsibleModule, changed_paths: list[str]) -> None:
     for d in module.params["dirs"]:
         path = d["path"]
@@ -128,7 +102,7 @@ def _files(module: AnsibleModule, changed_paths: list[str], diffs: list[dict[str
     for f in module.params["files"]:
         dest = f["dest"]
         new = f["content"].encode("utf-8")
-        old = _read(dest)
+        old = read_bytes(dest)
         if old != new:
             changed_paths.append(dest)
             if module._diff:

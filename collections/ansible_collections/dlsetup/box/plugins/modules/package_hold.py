@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dlsetup.box.plugins.module_utils.atomic import read_bytes, write_atomic
 
 DOCUMENTATION = r"""
 module: package_hold
@@ -133,25 +133,11 @@ def blacklist(stack: list[dict[str, Any]], comment: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
-
-
 def _write(module: AnsibleModule, path: str, text: str) -> None:
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         module.fail_json(msg=f"{path}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        os.fchmod(f.fileno(), 0o644)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"), 0o644)
 
 
 def run(module: AnsibleModule) -> dict[str, Any]:
@@ -191,13 +177,12 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         (p["pin_file"], pins(stack, p["comment"])),
         (p["blacklist_file"], blacklist(stack, p["comment"])),
     ):
-        old = _read(path)
-        if old == text:
+        old = read_bytes(path)
+        if old == text.encode("utf-8"):
             continue
         result["changed_paths"].append(path)
-        diffs.append(
-            {"before_header": path, "after_header": path, "before": old or "", "after": text}
-        )
+        before = "" if old is None else old.decode("utf-8", "replace")
+        diffs.append({"before_header": path, "after_header": path, "before": before, "after": text})
         if not module.check_mode:
             _write(module, path, text)
     result["changed"] = bool(to_hold or result["changed_paths"])
