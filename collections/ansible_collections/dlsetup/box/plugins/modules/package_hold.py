@@ -106,9 +106,12 @@ def parse_dpkg(out: str, match: re.Pattern[str]) -> list[dict[str, Any]]:
         name, _, version = rest.partition("|")
         if len(status) < 2 or status[0] not in "hi" or status[1] != "i":
             continue
-        if not match.match(name.split(":", 1)[0]):
+        package = name.split(":", 1)[0]
+        if not match.match(package):
             continue
-        stack.append({"name": name, "version": version, "held": status[0] == "h"})
+        stack.append(
+            {"name": name, "package": package, "version": version, "held": status[0] == "h"}
+        )
     return stack
 
 
@@ -116,16 +119,20 @@ def pins(stack: list[dict[str, Any]], comment: list[str]) -> str:
     lines = [f"# {c}" if c else "#" for c in comment]
     seen = set()
     for p in stack:
-        name = p["name"].split(":", 1)[0]  # a pin names the package, every architecture
-        if name in seen:
+        if p["package"] in seen:  # a pin names the package, every architecture
             continue
-        seen.add(name)
-        lines += ["", f"Package: {name}", f"Pin: version {p['version']}", "Pin-Priority: 1001"]
+        seen.add(p["package"])
+        lines += [
+            "",
+            f"Package: {p['package']}",
+            f"Pin: version {p['version']}",
+            "Pin-Priority: 1001",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def blacklist(stack: list[dict[str, Any]], comment: list[str]) -> str:
-    names = list(dict.fromkeys(p["name"].split(":", 1)[0] for p in stack))
+    names = list(dict.fromkeys(p["package"] for p in stack))
     lines = [f"// {c}" if c else "//" for c in comment]
     lines.append("Unattended-Upgrade::Package-Blacklist {")
     lines += [f'    "^{re.escape(n)}$";' for n in names]
