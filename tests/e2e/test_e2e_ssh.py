@@ -101,6 +101,13 @@ def test_provision_over_ssh_then_again_changes_nothing(
     facts = sh(BOXES[0], "/etc/ansible/facts.d/dl.fact")
     assert '"nvidia_gpu_count": 0' in facts
     assert sh(BOXES[0], "stat -c '%U %a' /etc/ansible/facts.d/dl.fact").strip() == "root 755"
+    # The downloads ahead (the driver's from the base stage on, Docker's
+    # beside the driver's install) were each handed over: no folder, no job
+    # result file, no download still running.
+    assert sh(BOXES[0], "ls -A /var/cache/dlsetup/prefetch 2>/dev/null || true").strip() == ""
+    assert sh(BOXES[0], "ls -A /root/.ansible_async 2>/dev/null || true").strip() == ""
+    running = "grep -l -a -e '--download-onl[y]' /proc/[0-9]*/cmdline 2>/dev/null || true"
+    assert sh(BOXES[0], running).strip() == ""
 
     # Every task walked again (--verify-all): the tasks themselves change nothing.
     again = dlsetup(

@@ -1,12 +1,13 @@
 """roles/dlsetup/tasks/prefetch.yml and prefetched.yml against a real apt in a
 real container, with packages from Debian's mirror.
 
-In a whole provision the driver stage starts downloading the cuda stage's
-packages while its own install runs, and the cuda stage hands the files to apt
-before it installs (playbooks/site.yml). Here a small package plays the
-toolkit and another the driver: the download runs beside a real apt install,
-and afterwards apt installs the downloaded package with every network source
-cut off, which it can only do from the files handed to it.
+In a whole provision the base stage starts downloading the driver stage's
+packages, and the driver stage the cuda and docker stages' while its own
+install runs; each later stage hands its files to apt before it installs
+(playbooks/site.yml). Here a small package plays a later stage's and another
+this stage's: the download runs beside a real apt install, and afterwards apt
+installs the downloaded package with every network source cut off, which it
+can only do from the files handed to it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.boxes import docker_ready, plain_box, playbook, recap, sh
 REPO = Path(__file__).resolve().parents[2]
 PLAY = REPO / "tests" / "fixtures" / "playbooks" / "prefetch.yml"
 FOLDER = "/var/cache/dlsetup/prefetch/later"
+AFTER = "/var/cache/dlsetup/prefetch/after"
 # An apt that reaches nothing: a proxy on a closed port, for http and https.
 OFFLINE = (
     "-o Acquire::http::Proxy=http://127.0.0.1:9 -o Acquire::https::Proxy=http://127.0.0.1:9"
@@ -47,6 +49,24 @@ def play(
     return playbook(box, {"later": later, "beside": beside, **extra}, [str(PLAY)])
 
 
+def gone(box: str, folder: str) -> bool:
+    return sh(box, f"test -e {folder} && echo left || echo gone").strip() == "gone"
+
+
+def no_job_files(box: str) -> bool:
+    return sh(box, "ls -A /root/.ansible_async 2>/dev/null | wc -l").strip() == "0"
+
+
+def installs_offline(box: str, package: str) -> None:
+    """apt installs it with no network at all: only from a handed-over file."""
+    out = sh(
+        box,
+        f"DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {OFFLINE} {package} 2>&1",
+    )
+    assert "Get:" not in out, out
+    assert "install ok installed" in sh(box, f"dpkg-query -W -f='${{Status}}' {package}")
+
+
 def said(res: subprocess.CompletedProcess[str]) -> str:
     """The output with its line folds undone (the yaml callback folds long messages)."""
     return " ".join(res.stdout.split())
@@ -61,12 +81,35 @@ def test_the_download_beside_an_install_is_what_apt_installs_later(box: str) -> 
     assert "install ok installed" in sh(box, "dpkg-query -W -f='${Status}' make")
     # The file is in apt's archive folder; dlsetup's folder and the job file are gone.
     assert sh(box, "ls /var/cache/apt/archives/hello_*.deb").strip()
-    assert sh(box, f"test -e {FOLDER} && echo left || echo gone").strip() == "gone"
-    assert sh(box, "ls -A /root/.ansible_async 2>/dev/null | wc -l").strip() == "0"
-    # apt installs it with no network at all: from the handed-over file.
-    out = sh(box, f"DEBIAN_FRONTEND=noninteractive apt-get install -y {OFFLINE} hello 2>&1")
-    assert "Get:" not in out, out
-    assert "install ok installed" in sh(box, "dpkg-query -W -f='${Status}' hello")
+    assert gone(box, FOLDER)
+    assert no_job_files(box)
+    installs_offline(box, "hello")
+
+
+def test_one_job_downloads_two_stages_and_each_gets_its_own(box: str) -> None:
+    res = play(box, ["cowsay"], ["make"], after=["sl"])
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "download ahead of the" not in said(res)
+    assert gone(box, FOLDER) and gone(box, AFTER)
+    assert no_job_files(box)
+    installs_offline(box, "cowsay")
+    installs_offline(box, "sl")
+
+
+def test_a_stage_does_not_wait_for_the_download_of_the_stage_after_it(box: str) -> None:
+    """The second stage's download (texlive-full: gigabytes) is still running
+    when the first stage's hand-over is done: the playbook's kill step fails
+    where it finds nothing to kill. Killed then, as a reboot would, the
+    second stage says its download did not finish."""
+    res = play(box, ["fortune-mod"], ["make"], after=["texlive-full"], kill_after_first=True)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "download ahead of the later stage" not in said(res)
+    assert "The download ahead of the after stage did not finish" in said(res)
+    installs_offline(box, "fortune-mod")
+    left = sh(box, "grep -l -a -e '--download-onl[y]' /proc/[0-9]*/cmdline 2>/dev/null || true")
+    assert left.strip() == "", left
+    assert gone(box, FOLDER) and gone(box, AFTER)
+    assert no_job_files(box)
 
 
 def test_a_download_that_fails_is_said_and_costs_nothing_else(box: str) -> None:
@@ -75,7 +118,7 @@ def test_a_download_that_fails_is_said_and_costs_nothing_else(box: str) -> None:
     assert "The download ahead of the later stage failed" in said(res)
     assert "dlsetup-no-such-package" in res.stdout
     assert "install ok installed" in sh(box, "dpkg-query -W -f='${Status}' make")
-    assert sh(box, f"test -e {FOLDER} && echo left || echo gone").strip() == "gone"
+    assert gone(box, FOLDER)
 
 
 def test_a_download_a_reboot_stopped_is_not_waited_for(box: str) -> None:
@@ -89,6 +132,6 @@ def test_a_download_a_reboot_stopped_is_not_waited_for(box: str) -> None:
     # (the pattern does not match grep's own command line)
     left = sh(box, "grep -l -a -e '--download-onl[y]' /proc/[0-9]*/cmdline 2>/dev/null || true")
     assert left.strip() == "", left
-    assert sh(box, f"test -e {FOLDER} && echo left || echo gone").strip() == "gone"
+    assert gone(box, FOLDER)
     # No hour-long wait: the lock was free, and the result was tried five times.
-    assert "Wait for the download beside an earlier stage to end" in res.stdout
+    assert "Wait for the download ahead of this stage to end" in res.stdout
