@@ -52,6 +52,20 @@ def sh(box: str, cmd: str, check: bool = True) -> str:
     return res.stdout
 
 
+def downloads_left(box: str) -> str:
+    """Where dlsetup's download ahead (roles/dlsetup/tasks/prefetch.yml) ran on
+    the box: what it left behind, empty when nothing. A download still running
+    (an apt-get --download-only; the pattern does not match grep's own command
+    line) and the async job's result files under /root/.ansible_async."""
+    running = sh(box, "grep -l -a -e '--download-onl[y]' /proc/[0-9]*/cmdline 2>/dev/null || true")
+    job_files = sh(box, "ls -A /root/.ansible_async 2>/dev/null || true")
+    return (running + job_files).strip()
+
+
+def exists(box: str, path: str) -> bool:
+    return sh(box, f"test -e {path} && echo left || echo gone").strip() == "left"
+
+
 @dataclass
 class Box:
     name: str

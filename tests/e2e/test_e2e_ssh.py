@@ -26,6 +26,8 @@ import pytest
 from tests.boxes import (
     Box,
     dlsetup,
+    downloads_left,
+    exists,
     make_key,
     nvidia_mirror_vars,
     remove_boxes,
@@ -105,9 +107,7 @@ def test_provision_over_ssh_then_again_changes_nothing(
     # beside the driver's install) were each handed over: no folder, no job
     # result file, no download still running.
     assert sh(BOXES[0], "ls -A /var/cache/dlsetup/prefetch 2>/dev/null || true").strip() == ""
-    assert sh(BOXES[0], "ls -A /root/.ansible_async 2>/dev/null || true").strip() == ""
-    running = "grep -l -a -e '--download-onl[y]' /proc/[0-9]*/cmdline 2>/dev/null || true"
-    assert sh(BOXES[0], running).strip() == ""
+    assert downloads_left(BOXES[0]) == ""
 
     # Every task walked again (--verify-all): the tasks themselves change nothing.
     again = dlsetup(
@@ -140,7 +140,7 @@ def test_provision_over_ssh_then_again_changes_nothing(
     sh(BOXES[0], f"mkdir -p /etc/default/grub.d && echo 'GRUB_CMDLINE_LINUX=x' > {dropin}")
     third = dlsetup("provision", "--host", "box1", "-i", str(inv2), *PROFILE, "--json")
     assert third.rc == 0, third.stderr + third.stdout
-    assert sh(BOXES[0], f"test -e {dropin} && echo left || echo gone").strip() == "gone"
+    assert not exists(BOXES[0], dropin)
     assert third.doc["hosts"]["box1"]["changed"] > 0
     assert sh(BOXES[0], "docker info --format '{{.LoggingDriver}}'").strip() == "local"
     assert json.loads(sh(BOXES[0], "cat /etc/docker/daemon.json"))["log-driver"] == "local"

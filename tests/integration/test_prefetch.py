@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxes import docker_ready, plain_box, playbook, recap, sh
+from tests.boxes import docker_ready, downloads_left, exists, plain_box, playbook, recap, sh
 
 REPO = Path(__file__).resolve().parents[2]
 PLAY = REPO / "tests" / "fixtures" / "playbooks" / "prefetch.yml"
@@ -49,14 +49,6 @@ def play(
     return playbook(box, {"later": later, "beside": beside, **extra}, [str(PLAY)])
 
 
-def gone(box: str, folder: str) -> bool:
-    return sh(box, f"test -e {folder} && echo left || echo gone").strip() == "gone"
-
-
-def no_job_files(box: str) -> bool:
-    return sh(box, "ls -A /root/.ansible_async 2>/dev/null | wc -l").strip() == "0"
-
-
 def installs_offline(box: str, package: str) -> None:
     """apt installs it with no network at all: only from a handed-over file."""
     out = sh(
@@ -81,8 +73,8 @@ def test_the_download_beside_an_install_is_what_apt_installs_later(box: str) -> 
     assert "install ok installed" in sh(box, "dpkg-query -W -f='${Status}' make")
     # The file is in apt's archive folder; dlsetup's folder and the job file are gone.
     assert sh(box, "ls /var/cache/apt/archives/hello_*.deb").strip()
-    assert gone(box, FOLDER)
-    assert no_job_files(box)
+    assert not exists(box, FOLDER)
+    assert downloads_left(box) == ""
     installs_offline(box, "hello")
 
 
@@ -90,8 +82,8 @@ def test_one_job_downloads_two_stages_and_each_gets_its_own(box: str) -> None:
     res = play(box, ["cowsay"], ["make"], after=["sl"])
     assert res.returncode == 0, res.stdout[-4000:]
     assert "download ahead of the" not in said(res)
-    assert gone(box, FOLDER) and gone(box, AFTER)
-    assert no_job_files(box)
+    assert not exists(box, FOLDER) and not exists(box, AFTER)
+    assert downloads_left(box) == ""
     installs_offline(box, "cowsay")
     installs_offline(box, "sl")
 
@@ -106,10 +98,8 @@ def test_a_stage_does_not_wait_for_the_download_of_the_stage_after_it(box: str) 
     assert "download ahead of the later stage" not in said(res)
     assert "The download ahead of the after stage did not finish" in said(res)
     installs_offline(box, "fortune-mod")
-    left = sh(box, "grep -l -a -e '--download-onl[y]' /proc/[0-9]*/cmdline 2>/dev/null || true")
-    assert left.strip() == "", left
-    assert gone(box, FOLDER) and gone(box, AFTER)
-    assert no_job_files(box)
+    assert downloads_left(box) == "", downloads_left(box)
+    assert not exists(box, FOLDER) and not exists(box, AFTER)
 
 
 def test_a_download_that_fails_is_said_and_costs_nothing_else(box: str) -> None:
@@ -118,7 +108,7 @@ def test_a_download_that_fails_is_said_and_costs_nothing_else(box: str) -> None:
     assert "The download ahead of the later stage failed" in said(res)
     assert "dlsetup-no-such-package" in res.stdout
     assert "install ok installed" in sh(box, "dpkg-query -W -f='${Status}' make")
-    assert gone(box, FOLDER)
+    assert not exists(box, FOLDER)
 
 
 def test_a_download_a_reboot_stopped_is_not_waited_for(box: str) -> None:
@@ -130,8 +120,7 @@ def test_a_download_a_reboot_stopped_is_not_waited_for(box: str) -> None:
     assert res.returncode == 0, res.stdout[-4000:]
     assert "did not finish (the box rebooted during it?)" in said(res)
     # (the pattern does not match grep's own command line)
-    left = sh(box, "grep -l -a -e '--download-onl[y]' /proc/[0-9]*/cmdline 2>/dev/null || true")
-    assert left.strip() == "", left
-    assert gone(box, FOLDER)
+    assert downloads_left(box) == "", downloads_left(box)
+    assert not exists(box, FOLDER)
     # No hour-long wait: the lock was free, and the result was tried five times.
     assert "Wait for the download ahead of this stage to end" in res.stdout
