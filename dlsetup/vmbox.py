@@ -26,6 +26,7 @@ Standard library only, like localbox, whose mirror and CA helpers it uses.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import hashlib
 import json
@@ -365,7 +366,14 @@ def free_port() -> int:
 
 
 class Console:
-    """The VM's serial console: what it printed, and a keyboard to type on."""
+    """The VM's serial console: what it printed, and a keyboard to type on.
+
+    QEMU writes the guest's serial output to the socket one byte at a time,
+    and a UNIX socket holds only a few hundred such writes: when this side
+    stops reading, the guest waits on its UART. So the reader thread only
+    appends, and ``expect`` turns into plain text only the bytes that came
+    since its last look (once a whole-buffer pass per chunk that arrived;
+    MokManager's screens arrive in thousands of small chunks)."""
 
     def __init__(self, path: Path) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -379,8 +387,15 @@ class Console:
                     raise
                 time.sleep(0.1)
         self._buf = bytearray()
-        self._mark = 0
         self._cond = threading.Condition()
+        # what expect has made plain text of: raw bytes up to _done, decoded
+        # (a split UTF-8 sequence waits in the decoder, a split escape
+        # sequence in _held) and stripped of escape sequences into _text
+        self._done = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""
+        self._text = ""
+        self._mark = 0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -391,16 +406,27 @@ class Console:
             except OSError:
                 data = b""
             with self._cond:
-                if not data:
-                    self._cond.notify_all()
-                    return
-                self._buf += data
+                if data:
+                    self._buf += data
                 self._cond.notify_all()
+                if not data:
+                    return
+
+    def _catch_up(self) -> None:
+        """Make plain text of the bytes that came since the last call (the
+        caller holds the lock)."""
+        new = bytes(self._buf[self._done :])
+        self._done += len(new)
+        text = self._held + self._decoder.decode(new)
+        cut = _unfinished_escape(text)
+        self._held = text[cut:]
+        self._text += _plain(text[:cut])
 
     def text(self) -> str:
         """Everything the console printed, without escape sequences."""
         with self._cond:
-            return _plain(bytes(self._buf).decode(errors="replace"))
+            self._catch_up()
+            return self._text + self._held
 
     def expect(self, pattern: str, timeout: float) -> re.Match[str]:
         """Wait for ``pattern`` (a regex on the text without escape sequences)
@@ -409,16 +435,18 @@ class Console:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                plain = _plain(bytes(self._buf).decode(errors="replace"))
-                m = rx.search(plain, self._mark)
+                self._catch_up()
+                m = rx.search(self._text, self._mark)
                 if m:
                     self._mark = m.end()
                     return m
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._reader.is_alive():
-                    tail = plain[self._mark :][-1500:]
+                    tail = self._text[self._mark :][-1500:]
+                    raw = bytes(self._buf[-600:])
                     raise VMError(
-                        f"console: no {pattern!r} within {timeout:.0f} s; it said:\n{tail}"
+                        f"console: no {pattern!r} within {timeout:.0f} s; it said:\n{tail}\n"
+                        f"its last bytes as they came: {raw!r}"
                     )
                 self._cond.wait(min(left, 1.0))
 
@@ -437,9 +465,19 @@ class Console:
         self._sock.close()
 
 
+_ESCAPE = r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]"
+
+
 def _plain(text: str) -> str:
     """Console text without ANSI escape sequences."""
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]", "", text)
+    return re.sub(_ESCAPE, "", text)
+
+
+def _unfinished_escape(text: str) -> int:
+    """Where an escape sequence that has not ended yet starts at the end of
+    ``text`` (len(text) where none does)."""
+    m = re.search(r"\x1b(\[[0-9;?]*|[()])?\Z", text)
+    return m.start() if m else len(text)
 
 
 @dataclass

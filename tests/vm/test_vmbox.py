@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,55 @@ def test_console_matches_past_escape_sequences_and_moves_on(tmp_path: Path) -> N
         t.join()
         server.close()
     assert got == [b"\x1b[B\r"]
+
+
+def test_console_reads_what_arrives_split_inside_an_escape_or_a_character(
+    tmp_path: Path,
+) -> None:
+    """The reader makes text of each chunk as it comes: an escape sequence or
+    a UTF-8 character cut between two chunks still comes out whole, and a
+    screen that never comes is reported with the bytes that did."""
+    path = tmp_path / "serial.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    second, third = threading.Event(), threading.Event()
+
+    def guest() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"Enr\x1b[5;1")  # cut inside the cursor move
+        second.wait(10)
+        conn.sendall(b"0Holl MOK \xe2\x94")  # cut inside U+2500
+        third.wait(10)
+        conn.sendall(b"\x80 done\x1b[0m")
+        conn.close()
+
+    t = threading.Thread(target=guest)
+    t.start()
+    console = vmbox.Console(path)
+    try:
+        _wait_for(lambda: console.text() == "Enr\x1b[5;1")  # held, not yet text
+        second.set()
+        console.expect(r"Enroll MOK ", 10)
+        third.set()
+        assert console.expect(r"\S done", 10).group(0) == "\u2500 done"
+        assert console.text() == "Enroll MOK \u2500 done"
+        with pytest.raises(vmbox.VMError) as err:
+            console.expect(r"View key 0", 0.5)
+        assert "its last bytes as they came: b'Enr\\x1b[5;10Holl MOK" in str(err.value)
+    finally:
+        second.set()
+        third.set()
+        console.close()
+        t.join()
+        server.close()
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_image_is_stale_when_an_input_changes(
