@@ -41,6 +41,7 @@ from tests.boxes import (
     Box,
     dlsetup,
     docker_ready,
+    exists,
     make_key,
     remove_boxes,
     sh,
@@ -232,7 +233,7 @@ def test_3_reinstall_the_os(machine: Machine) -> None:
     # A fresh system: no /data in fstab, nothing mounted there, no dlsetup stack.
     assert fstab_line("/data") == []
     assert sh(BOX, "findmnt -n /data", check=False).strip() == ""
-    assert sh(BOX, "test -e /etc/ansible/facts.d/dl.fact && echo yes || echo no").strip() == "no"
+    assert not exists(BOX, "/etc/ansible/facts.d/dl.fact")
     assert (
         sh(BOX, "dpkg-query -W -f='${Status}' parted 2>/dev/null || true").find("ok installed") < 0
     )
