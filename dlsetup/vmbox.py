@@ -368,12 +368,11 @@ def free_port() -> int:
 class Console:
     """The VM's serial console: what it printed, and a keyboard to type on.
 
-    QEMU writes the guest's serial output to the socket one byte at a time,
-    and a UNIX socket holds only a few hundred such writes: when this side
-    stops reading, the guest waits on its UART. So the reader thread only
-    appends, and ``expect`` turns into plain text only the bytes that came
-    since its last look (once a whole-buffer pass per chunk that arrived;
-    MokManager's screens arrive in thousands of small chunks)."""
+    The reader thread only appends what arrives, and ``expect`` makes plain
+    text only of the bytes that came since its last look. (It once made
+    plain text of the whole buffer, boot log and all, for every chunk that
+    arrived, while the reader waited on the lock to append the next one;
+    MokManager draws a screen in many small chunks.)"""
 
     def __init__(self, path: Path) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -423,10 +422,11 @@ class Console:
         self._text += _plain(text[:cut])
 
     def text(self) -> str:
-        """Everything the console printed, without escape sequences."""
+        """Everything the console printed, without escape sequences (one that
+        the next chunk has yet to finish is not shown)."""
         with self._cond:
             self._catch_up()
-            return self._text + self._held
+            return self._text
 
     def expect(self, pattern: str, timeout: float) -> re.Match[str]:
         """Wait for ``pattern`` (a regex on the text without escape sequences)

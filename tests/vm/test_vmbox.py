@@ -100,7 +100,7 @@ def test_console_reads_what_arrives_split_inside_an_escape_or_a_character(
     t.start()
     console = vmbox.Console(path)
     try:
-        _wait_for(lambda: console.text() == "Enr\x1b[5;1")  # held, not yet text
+        _wait_for(lambda: console.text() == "Enr")  # the cut escape held back
         second.set()
         console.expect(r"Enroll MOK ", 10)
         third.set()
