@@ -45,6 +45,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -516,6 +517,19 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, float, float, float, str, b
     return rows
 
 
+def _count(r: dict[str, Any], key: str) -> str:
+    """How many runs a comparison's figures are medians of, as the side-by-side
+    table says it after each side's figures."""
+    c = r["comparisons"]
+    runs = {
+        "full": c["full_vs_bare_apt"].get("provision_runs_s", []),
+        "noop": c["noop_vs_setup"].get("noop_runs_s", []),
+    }.get(key, [])
+    if len(runs) < 2:
+        return ""
+    return f" ({len(runs)} pairs)" if key == "full" else f" (median of {len(runs)})"
+
+
 _ALTERNATED = "; dlsetup first in even pairs, the floor first in odd ones; each side after a sync"
 
 
@@ -543,7 +557,12 @@ def markdown(r: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
         for k, a, b, c_, ratio, _, _ in _rows(r):
             if k in old:
                 ob, oc, oratio = old[k]
-                lines.append(f"| {a} | {ob} s / {oc} s = {oratio}x | {b} s / {c_} s = {ratio}x |")
+                # each side's own count of runs: the two may have taken different numbers
+                what = re.sub(r" \(medians? of \d+( pairs)?\)", "", a)
+                lines.append(
+                    f"| {what} | {ob} s / {oc} s = {oratio}x{_count(previous, k)} "
+                    f"| {b} s / {c_} s = {ratio}x{_count(r, k)} |"
+                )
         pm = previous["machine"]
         side = (
             "\nBefore and after, side by side (dlsetup / floor = ratio; the earlier "
