@@ -4,10 +4,11 @@ tests/vm runs, QEMU or not."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,36 +43,48 @@ def test_tcg_runs_max_unless_told_another_cpu_model(
     assert "-cpu" not in vmbox.qemu_argv(tmp_path, "kvm", 40022)
 
 
-def test_console_matches_past_escape_sequences_and_moves_on(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _serial(tmp_path: Path, guest: Callable[[socket.socket], None]) -> Iterator[vmbox.Console]:
+    """A Console on a socket whose other end ``guest`` plays, as QEMU's
+    socket chardev would (the connection closes when ``guest`` returns)."""
     path = tmp_path / "serial.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            guest(conn)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    console = vmbox.Console(path)
+    try:
+        yield console
+    finally:
+        console.close()
+        t.join()
+        server.close()
+
+
+def test_console_matches_past_escape_sequences_and_moves_on(tmp_path: Path) -> None:
     got: list[bytes] = []
 
-    def guest() -> None:
-        conn, _ = server.accept()
+    def guest(conn: socket.socket) -> None:
         conn.sendall(b"\x1b[2J\x1b[1;1HPress any \x1b[0mkey to perform MOK management\r\n")
         data = b""
         while not data.endswith(b"\r"):
             data += conn.recv(16)
         got.append(data)
         conn.sendall(b"\x1b[5;10HEnroll MOK\x1b[6;10HContinue boot")
-        conn.close()
 
-    t = threading.Thread(target=guest)
-    t.start()
-    console = vmbox.Console(path)
-    try:
+    with _serial(tmp_path, guest) as console:
         console.expect(r"Press any key to perform MOK management", 10)
         console.send("\x1b[B\r", pause=0.01)
         console.expect(r"Enroll MOK", 10)
         with pytest.raises(vmbox.VMError, match="no 'Press any'"):
             console.expect(r"Press any", 0.5)  # already consumed
-    finally:
-        console.close()
-        t.join()
-        server.close()
     assert got == [b"\x1b[B\r"]
 
 
@@ -81,40 +94,29 @@ def test_console_reads_what_arrives_split_inside_an_escape_or_a_character(
     """The reader makes text of each chunk as it comes: an escape sequence or
     a UTF-8 character cut between two chunks still comes out whole, and a
     screen that never comes is reported with the bytes that did."""
-    path = tmp_path / "serial.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen(1)
     second, third = threading.Event(), threading.Event()
 
-    def guest() -> None:
-        conn, _ = server.accept()
+    def guest(conn: socket.socket) -> None:
         conn.sendall(b"Enr\x1b[5;1")  # cut inside the cursor move
         second.wait(10)
         conn.sendall(b"0Holl MOK \xe2\x94")  # cut inside U+2500
         third.wait(10)
         conn.sendall(b"\x80 done\x1b[0m")
-        conn.close()
 
-    t = threading.Thread(target=guest)
-    t.start()
-    console = vmbox.Console(path)
-    try:
-        _wait_for(lambda: console.text() == "Enr")  # the cut escape held back
-        second.set()
-        console.expect(r"Enroll MOK ", 10)
-        third.set()
-        assert console.expect(r"\S done", 10).group(0) == "\u2500 done"
-        assert console.text() == "Enroll MOK \u2500 done"
-        with pytest.raises(vmbox.VMError) as err:
-            console.expect(r"View key 0", 0.5)
-        assert "its last bytes as they came: b'Enr\\x1b[5;10Holl MOK" in str(err.value)
-    finally:
-        second.set()
-        third.set()
-        console.close()
-        t.join()
-        server.close()
+    with _serial(tmp_path, guest) as console:
+        try:
+            _wait_for(lambda: console.text() == "Enr")  # the cut escape held back
+            second.set()
+            console.expect(r"Enroll MOK ", 10)
+            third.set()
+            assert console.expect(r"\S done", 10).group(0) == "\u2500 done"
+            assert console.text() == "Enroll MOK \u2500 done"
+            with pytest.raises(vmbox.VMError) as err:
+                console.expect(r"View key 0", 0.5)
+            assert "its last bytes as they came: b'Enr\\x1b[5;10Holl MOK" in str(err.value)
+        finally:
+            second.set()
+            third.set()
 
 
 def _wait_for(check: Callable[[], bool], timeout: float = 10) -> None:
