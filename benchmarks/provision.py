@@ -45,7 +45,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -480,12 +479,7 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, float, float, float, str, b
     rows = [
         (
             "full",
-            f"full provision of a fresh box vs {bare} of the same {f['packages']} packages"
-            + (
-                f" (medians of {len(f['provision_runs_s'])} pairs)"
-                if len(f.get("provision_runs_s", [])) > 1
-                else ""
-            ),
+            f"full provision of a fresh box vs {bare} of the same {f['packages']} packages",
             f["provision_s"],
             f["bare_apt_s"],
             f["ratio"],
@@ -494,7 +488,7 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, float, float, float, str, b
         ),
         (
             "noop",
-            f"no-op re-provision vs `ansible -m setup` (median of {len(n['noop_runs_s'])})",
+            "no-op re-provision vs `ansible -m setup`",
             n["noop_s"],
             n["setup_s"],
             n["ratio"],
@@ -517,17 +511,16 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, float, float, float, str, b
     return rows
 
 
-def _count(r: dict[str, Any], key: str) -> str:
-    """How many runs a comparison's figures are medians of, as the side-by-side
-    table says it after each side's figures."""
+def _medians(r: dict[str, Any], key: str) -> str:
+    """How many runs a comparison's figures are medians of (two results side
+    by side may have taken different numbers)."""
     c = r["comparisons"]
-    runs = {
-        "full": c["full_vs_bare_apt"].get("provision_runs_s", []),
-        "noop": c["noop_vs_setup"].get("noop_runs_s", []),
-    }.get(key, [])
-    if len(runs) < 2:
-        return ""
-    return f" ({len(runs)} pairs)" if key == "full" else f" (median of {len(runs)})"
+    if key == "full":
+        pairs = len(c["full_vs_bare_apt"].get("provision_runs_s", []))
+        return f" (medians of {pairs} pairs)" if pairs > 1 else ""
+    if key == "noop":
+        return f" (median of {len(c['noop_vs_setup']['noop_runs_s'])})"
+    return ""
 
 
 _ALTERNATED = "; dlsetup first in even pairs, the floor first in odd ones; each side after a sync"
@@ -541,8 +534,8 @@ def markdown(r: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
             "| comparison | dlsetup | floor | ratio | target | |",
             "|---|---:|---:|---:|---:|---|",
             *(
-                f"| {a} | {b} s | {c_} s | {ratio}x | {t} | {_verdict(ok)} |"
-                for _, a, b, c_, ratio, t, ok in _rows(r)
+                f"| {a}{_medians(r, k)} | {b} s | {c_} s | {ratio}x | {t} | {_verdict(ok)} |"
+                for k, a, b, c_, ratio, t, ok in _rows(r)
             ),
         ]
     )
@@ -557,11 +550,9 @@ def markdown(r: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
         for k, a, b, c_, ratio, _, _ in _rows(r):
             if k in old:
                 ob, oc, oratio = old[k]
-                # each side's own count of runs: the two may have taken different numbers
-                what = re.sub(r" \(medians? of \d+( pairs)?\)", "", a)
                 lines.append(
-                    f"| {what} | {ob} s / {oc} s = {oratio}x{_count(previous, k)} "
-                    f"| {b} s / {c_} s = {ratio}x{_count(r, k)} |"
+                    f"| {a} | {ob} s / {oc} s = {oratio}x{_medians(previous, k)} "
+                    f"| {b} s / {c_} s = {ratio}x{_medians(r, k)} |"
                 )
         pm = previous["machine"]
         side = (
