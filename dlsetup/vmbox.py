@@ -405,11 +405,11 @@ class Console:
             except OSError:
                 data = b""
             with self._cond:
-                if data:
-                    self._buf += data
-                self._cond.notify_all()
                 if not data:
+                    self._cond.notify_all()
                     return
+                self._buf += data
+                self._cond.notify_all()
 
     def _catch_up(self) -> None:
         """Make plain text of the bytes that came since the last call (the
@@ -465,18 +465,22 @@ class Console:
         self._sock.close()
 
 
-_ESCAPE = r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]"
+# The escape sequences a firmware or Linux console sends: a control sequence
+# (ESC [ parameters, ended by a letter) or a character-set choice (ESC ( or
+# ESC ), ended by one more character). Their starts, without the end, are what
+# a chunk can leave cut.
+_CSI, _CHARSET = r"\x1b\[[0-9;?]*", r"\x1b[()]"
 
 
 def _plain(text: str) -> str:
     """Console text without ANSI escape sequences."""
-    return re.sub(_ESCAPE, "", text)
+    return re.sub(rf"{_CSI}[A-Za-z]|{_CHARSET}[A-Z0-9]", "", text)
 
 
 def _unfinished_escape(text: str) -> int:
     """Where an escape sequence that has not ended yet starts at the end of
     ``text`` (len(text) where none does)."""
-    m = re.search(r"\x1b(\[[0-9;?]*|[()])?\Z", text)
+    m = re.search(rf"(?:{_CSI}|{_CHARSET}|\x1b)\Z", text)
     return m.start() if m else len(text)
 
 
