@@ -98,7 +98,8 @@ def test_a_stage_does_not_wait_for_the_download_of_the_stage_after_it(box: str) 
     assert "download ahead of the later stage" not in said(res)
     assert "The download ahead of the after stage did not finish" in said(res)
     installs_offline(box, "fortune-mod")
-    assert downloads_left(box) == "", downloads_left(box)
+    left = downloads_left(box)
+    assert left == "", left
     assert not exists(box, FOLDER) and not exists(box, AFTER)
 
 
@@ -120,7 +121,8 @@ def test_a_download_a_reboot_stopped_is_not_waited_for(box: str) -> None:
     assert res.returncode == 0, res.stdout[-4000:]
     assert "did not finish (the box rebooted during it?)" in said(res)
     # (the pattern does not match grep's own command line)
-    assert downloads_left(box) == "", downloads_left(box)
+    left = downloads_left(box)
+    assert left == "", left
     assert not exists(box, FOLDER)
     # No hour-long wait: the lock was free, and the result was tried five times.
     assert "Wait for the download ahead of this stage to end" in res.stdout
