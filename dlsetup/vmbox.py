@@ -568,10 +568,24 @@ class VM:
 
 
 TCG_CPU = "max"
+# One vCPU: beside CI's other stages (a core kept busy), a 2-vCPU guest under
+# TCG booted, forked and built its initramfs 1.3 to 1.7 times slower than a
+# 1-vCPU one (docs/benchmarks/vm-cpus-2026-12-07.md, benchmarks/vm_cpu.py).
+# DLSETUP_VM_CPUS overrides.
+VM_CPUS = 1
+
+
+def vm_cpus() -> int:
+    said = os.environ.get("DLSETUP_VM_CPUS") or str(VM_CPUS)
+    if not said.isdigit() or int(said) < 1:
+        raise VMError(
+            f"DLSETUP_VM_CPUS: expected a whole number of vCPUs (1 or more), got {said!r}"
+        )
+    return int(said)
 
 
 def qemu_argv(
-    workdir: Path, accel: str, port: int, memory_mib: int = 2048, cpus: int = 2
+    workdir: Path, accel: str, port: int, memory_mib: int = 2048, cpus: int | None = None
 ) -> list[str]:
     # -cpu host fails on machines that are themselves virtual (an MSR QEMU
     # cannot set): KVM runs QEMU's default CPU model. Under TCG, `max`, the
@@ -579,6 +593,8 @@ def qemu_argv(
     # the guest's Python about 20 % faster (docs/vm-tier.md), but one of its
     # three full runs hung at GRUB after MokManager: not the default until
     # that is understood.
+    if cpus is None:
+        cpus = vm_cpus()
     accel_opts = ["-accel", "kvm"] if accel == "kvm" else [
         "-accel", "tcg,thread=multi", "-cpu", os.environ.get("DLSETUP_VM_CPU") or TCG_CPU
     ]  # fmt: skip

@@ -43,6 +43,27 @@ def test_tcg_runs_max_unless_told_another_cpu_model(
     assert "-cpu" not in vmbox.qemu_argv(tmp_path, "kvm", 40022)
 
 
+def test_one_vcpu_unless_told_another_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One vCPU (beside CI's other stages a 2-vCPU guest was 1.3 to 1.7 times
+    slower, docs/benchmarks/vm-cpus-2026-12-07.md); DLSETUP_VM_CPUS another
+    count; anything but a whole number of 1 or more is refused by name."""
+
+    def smp() -> str:
+        argv = vmbox.qemu_argv(tmp_path, "tcg", 40022)
+        return argv[argv.index("-smp") + 1]
+
+    monkeypatch.delenv("DLSETUP_VM_CPUS", raising=False)
+    assert smp() == "1"
+    monkeypatch.setenv("DLSETUP_VM_CPUS", "2")
+    assert smp() == "2"
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("DLSETUP_VM_CPUS", bad)
+        with pytest.raises(vmbox.VMError, match="DLSETUP_VM_CPUS: expected a whole number"):
+            smp()
+
+
 @contextlib.contextmanager
 def _serial(tmp_path: Path, guest: Callable[[socket.socket], None]) -> Iterator[vmbox.Console]:
     """A Console on a socket whose other end ``guest`` plays, as QEMU's
