@@ -6,9 +6,10 @@ under TCG (emulation), alone or beside other work.
     .venv/bin/python benchmarks/vm_cpu.py max --cpus 1,2 --busy 0,1
 
 Boots the VM tier's cached image (python3 -m dlsetup.vmbox image) once per
-model, vCPU count (--cpus, default 2) and host load (--busy N: N processes
-spinning on the host beside the VM, as the other CI stages keep a core busy;
-default 0), one after the other, and times what the tier spends its time on:
+model, vCPU count (--cpus, default the tier's own, vmbox.VM_CPUS) and host
+load (--busy N: N processes spinning on the host beside the VM, as the other
+CI stages keep a core busy; default 0), one after the other, and times what
+the tier spends its time on:
 
 - boot to SSH (firmware with Secure Boot, shim, GRUB, kernel, systemd);
 - the guest's Python importing what an Ansible module imports, three times;
@@ -34,6 +35,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -131,6 +133,7 @@ def _measure(model: str, cpus: int, busy: int, workdir: Path, t0: float) -> dict
         }
     finally:
         vm.stop()
+        shutil.rmtree(vm.workdir, ignore_errors=True)
 
 
 def main() -> None:
@@ -138,7 +141,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("models", nargs="*", default=["max", "Nehalem", "qemu64"])
-    p.add_argument("--cpus", default="2", help="vCPU counts to compare, e.g. 1,2")
+    p.add_argument("--cpus", default=str(vmbox.VM_CPUS), help="vCPU counts to compare, e.g. 1,2")
     p.add_argument("--busy", default="0", help="host processes spinning beside, e.g. 0,1")
     args = p.parse_args()
     cpu = next(

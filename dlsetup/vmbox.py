@@ -569,7 +569,7 @@ class VM:
 
 TCG_CPU = "max"
 # One vCPU: beside CI's other stages (a core kept busy), a 2-vCPU guest under
-# TCG booted, forked and built its initramfs 1.3 to 1.7 times slower than a
+# TCG booted, forked and built its initramfs 1.4 to 1.6 times slower than a
 # 1-vCPU one (docs/benchmarks/vm-cpus-2026-12-07.md, benchmarks/vm_cpu.py).
 # DLSETUP_VM_CPUS overrides.
 VM_CPUS = 1

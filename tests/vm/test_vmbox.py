@@ -46,7 +46,7 @@ def test_tcg_runs_max_unless_told_another_cpu_model(
 def test_one_vcpu_unless_told_another_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One vCPU (beside CI's other stages a 2-vCPU guest was 1.3 to 1.7 times
+    """One vCPU (beside CI's other stages a 2-vCPU guest was 1.4 to 1.6 times
     slower, docs/benchmarks/vm-cpus-2026-12-07.md); DLSETUP_VM_CPUS another
     count; anything but a whole number of 1 or more is refused by name."""
 
