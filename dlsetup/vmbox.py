@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -374,17 +374,13 @@ class Console:
     arrived, while the reader waited on the lock to append the next one;
     MokManager draws a screen in many small chunks.)"""
 
-    def __init__(self, path: Path) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self._sock.connect(str(path))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    def __init__(self, path: Path, reconnect: Callable[[], Path | None] | None = None) -> None:
+        self._sock = _connect(path)
+        # Called when the connection ends (QEMU exited): the path of the next
+        # QEMU's socket to read on (the same console, a power cycle later), or
+        # None for the end.
+        self._reconnect = reconnect
+        self._closed = False
         self._buf = bytearray()
         self._cond = threading.Condition()
         # what expect has made plain text of: raw bytes up to _done, decoded
@@ -404,12 +400,36 @@ class Console:
                 data = self._sock.recv(65536)
             except OSError:
                 data = b""
+            if not data and self._follow():
+                continue
             with self._cond:
                 if not data:
                     self._cond.notify_all()
                     return
                 self._buf += data
                 self._cond.notify_all()
+
+    def _follow(self) -> bool:
+        """The connection ended: read on from the next QEMU's socket where
+        there is one (True)."""
+        path = None if self._closed or self._reconnect is None else self._reconnect()
+        if path is None:
+            return False
+        try:
+            sock = _connect(path)
+        except OSError:
+            return False
+        with self._cond:
+            if self._closed:
+                sock.close()
+                return False
+            self._sock.close()
+            self._sock = sock
+        return True
+
+    def following(self) -> bool:
+        """Whether the reader still reads (or waits for the next QEMU)."""
+        return self._reader.is_alive()
 
     def _catch_up(self) -> None:
         """Make plain text of the bytes that came since the last call (the
@@ -460,9 +480,41 @@ class Console:
             time.sleep(pause)
 
     def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            sock = self._sock
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def _connect(path: Path, timeout: float = 10) -> socket.socket:
+    """Connect to QEMU's serial socket, waiting for QEMU to make it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+            return sock
+        except OSError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _powered_off(serial_log: Path) -> bool:
+    """Whether the last thing Linux said on the console before QEMU ended
+    was its power-off (a reset says "reboot: Restarting system" or "reboot:
+    machine restart"; the firmware's own reset, nothing)."""
+    try:
+        with serial_log.open("rb") as f:
+            f.seek(max(0, serial_log.stat().st_size - 8192))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    said = re.findall(r"reboot: ([A-Za-z][A-Za-z ]*)", tail)
+    return bool(said) and said[-1].strip().lower() == "power down"
 
 
 # The escape sequences a firmware or Linux console sends: a control sequence
@@ -496,6 +548,60 @@ class VM:
     proc: subprocess.Popen[bytes] | None = None
     console: Console | None = None
     started: float = field(default_factory=time.monotonic)
+    # QEMU's command line (qemu_argv); each power cycle runs it again
+    argv: list[str] = field(default_factory=list)
+    # times QEMU was started again after the guest reset (see power_cycle)
+    power_cycles: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopping: bool = False
+
+    def boot(self) -> None:
+        """Start QEMU and attach the serial console (which follows it across
+        power cycles)."""
+        with self._lock:
+            self.proc = self._launch()
+        try:
+            self.console = Console(self.workdir / "serial.sock", reconnect=self.power_cycle)
+        except OSError as exc:
+            said = (self.workdir / "qemu.log").read_text(errors="replace")[-2000:]
+            self.stop()
+            raise VMError(f"{self.name}: QEMU did not start: {said}") from exc
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        with (self.workdir / "qemu.log").open("ab") as qlog:
+            return subprocess.Popen(
+                self.argv,
+                stdout=qlog,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def power_cycle(self) -> Path | None:
+        """QEMU ended: where the guest reset (QEMU runs with ``-action
+        reboot=shutdown``), start a new QEMU on the same disk and firmware
+        variables, as a cold start, and return its serial socket; None where
+        the guest powered off, QEMU failed, or we stop it.
+
+        A reset inside one QEMU under TCG twice left the firmware spinning
+        with nothing on the console for as long as the test waited (docs/vm-
+        tier.md): a new QEMU never takes that path. What a reset keeps (the
+        disk, the variables MokManager reads, the SSH port) lives in files
+        and on the command line."""
+        proc = self.proc
+        if proc is None:
+            return None
+        try:
+            rc = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            return None  # the socket closed but QEMU lives on: not a reset
+        with self._lock:
+            if self._stopping or rc != 0 or _powered_off(self.serial_log):
+                return None
+            self.proc = self._launch()
+            self.power_cycles += 1
+        log(f"{self.name}: the guest reset; QEMU started again (power cycle {self.power_cycles})")
+        return self.workdir / "serial.sock"
 
     @property
     def serial_log(self) -> Path:
@@ -528,7 +634,11 @@ class VM:
         return res
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None and self.proc.poll() is None:
+            return True
+        # QEMU ended: the console's reader decides whether a new one starts
+        # (power_cycle) and stops following when none does
+        return self.console is not None and self.console.following()
 
     def wait_ssh(self, timeout: float = 300) -> float:
         """Wait until sshd answers; returns the seconds waited."""
@@ -552,16 +662,19 @@ class VM:
 
     def stop(self, keep: bool = False) -> None:
         """Power the VM off (no guest shutdown: the overlay is thrown away)."""
+        with self._lock:
+            self._stopping = True  # no power cycle from here on
+            proc = self.proc
         if self.console is not None:
             self.console.close()
             self.console = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                self.proc.wait(timeout=20)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         if not keep:
             for f in ("overlay.qcow2", "vars.fd"):
                 (self.workdir / f).unlink(missing_ok=True)
@@ -609,7 +722,8 @@ def qemu_argv(
         "-global", "driver=cfi.pflash01,property=secure,value=on",
         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,unit=1,file={workdir / 'vars.fd'}",
-        # cache=unsafe: a throw-away disk; QEMU itself lives across guest reboots.
+        # cache=unsafe: a throw-away disk; QEMU writes what it holds when it
+        # ends at a guest reset (a clean exit), so the next QEMU reads it all.
         "-drive", f"file={workdir / 'overlay.qcow2'},if=virtio,format=qcow2,cache=unsafe",
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "virtio-net-pci,netdev=net0",
@@ -619,6 +733,8 @@ def qemu_argv(
                     f"logfile={workdir / 'serial.log'},logappend=on",
         "-serial", "chardev:ser0",
         "-pidfile", str(workdir / "qemu.pid"),
+        # A guest reset ends QEMU; VM.power_cycle starts it again (a cold start).
+        "-action", "reboot=shutdown",
     ]  # fmt: skip
 
 
@@ -649,23 +765,15 @@ def start(name: str = "vm", accel: str | None = None, workdir: Path | None = Non
     )
     shutil.copyfile(OVMF_VARS, workdir / "vars.fd")
     port = free_port()
-    qlog = (workdir / "qemu.log").open("ab")
-    proc = subprocess.Popen(
-        qemu_argv(workdir, accel, port),
-        stdout=qlog,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    qlog.close()
-    vm = VM(name=name, workdir=workdir, accel=accel, port=port, key=key, proc=proc)
+    vm = VM(
+        name=name, workdir=workdir, accel=accel, port=port, key=key,
+        argv=qemu_argv(workdir, accel, port),
+    )  # fmt: skip
     try:
-        vm.console = Console(workdir / "serial.sock")
-    except OSError as exc:
-        vm.stop()
-        said = (workdir / "qemu.log").read_text(errors="replace")[-2000:]
+        vm.boot()
+    except VMError:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise VMError(f"{name}: QEMU did not start: {said}") from exc
+        raise
     return vm
 
 

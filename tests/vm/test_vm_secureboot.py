@@ -288,6 +288,7 @@ def test_secure_boot_mok_kernel_update_and_reboot_through_the_cli(
     # set as a user would with mokutil; the role does not touch it).
     vm.ssh("sudo mokutil --timeout 60")
     boot_before = vm.boot_id()
+    cycles_before = vm.power_cycles
     t0 = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
         run = pool.submit(_provision, inv)
@@ -308,6 +309,10 @@ def test_secure_boot_mok_kernel_update_and_reboot_through_the_cli(
     assert vm.ssh("uname -r").stdout.strip() == new
     state = read_json(vm, "/var/lib/dlsetup/nvidia_driver.json")
     assert state["mok"] == "enrolled" and state["reboot_required"] is False
+    # each reset started a new QEMU (vmbox.VM.power_cycle): the guest's reboot
+    # into MokManager and MokManager's own (the firmware may reset once more)
+    times["power cycles"] = vm.power_cycles - cycles_before
+    assert vm.power_cycles - cycles_before >= 2
     took("3 second run, reboot")
 
     # enrolled; the module DKMS built at the kernel's install loads in it,

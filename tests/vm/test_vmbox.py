@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,3 +164,101 @@ def test_image_is_stale_when_an_input_changes(
     monkeypatch.setattr(vmbox, "debian_mirrors", lambda: ("http://a/debian", "http://a/sec"))
     monkeypatch.setattr(vmbox, "PACKAGES", (*vmbox.PACKAGES, "tree"))
     assert not vmbox.image_current()
+
+
+def test_qemu_ends_at_a_guest_reset_for_a_cold_start(tmp_path: Path) -> None:
+    argv = vmbox.qemu_argv(tmp_path, "tcg", 40022)
+    assert argv[argv.index("-action") + 1] == "reboot=shutdown"
+
+
+# Stands in for QEMU (no guest can boot in a unit test): a socket chardev on
+# serial.sock that logs what it sends to serial.log, as `-chardev
+# socket,...,logfile=` does, and plays one scenario per run. Run 1 ends as
+# QEMU does at a guest reset under `-action reboot=shutdown` (exit 0), at a
+# power-off (exit 0 after Linux says so) or on an error (exit 1); run 2 shows
+# MokManager's first screen and stays up until it is stopped.
+FAKE_QEMU = r"""
+import os, socket, sys, time
+workdir, scenario = sys.argv[1], sys.argv[2]
+runs = os.path.join(workdir, "runs")
+n = (int(open(runs).read()) if os.path.exists(runs) else 0) + 1
+open(runs, "w").write(str(n))
+path = os.path.join(workdir, "serial.sock")
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path)
+srv.listen(1)
+conn, _ = srv.accept()
+def say(text):
+    conn.sendall(text.encode())
+    with open(os.path.join(workdir, "serial.log"), "a") as log:
+        log.write(text)
+try:
+    if n == 1:
+        say("Debian GNU/Linux 12 dl ttyS0\r\n")
+        if scenario == "reset":
+            say("[  812.1] reboot: machine restart\r\n")
+            sys.exit(0)
+        if scenario == "poweroff":
+            say("[  812.1] reboot: Power down\r\n")
+            sys.exit(0)
+        sys.exit(1)
+    say("\x1b[2J\x1b[1;1HPress any key to perform MOK management\r\n")
+    time.sleep(60)
+finally:
+    conn.close()
+    srv.close()
+    os.unlink(path)
+"""
+
+
+@contextlib.contextmanager
+def _fake_vm(tmp_path: Path, scenario: str) -> Iterator[vmbox.VM]:
+    script = tmp_path / "fake_qemu.py"
+    script.write_text(FAKE_QEMU)
+    workdir = tmp_path / "vm"
+    workdir.mkdir()
+    vm = vmbox.VM(
+        name="fake", workdir=workdir, accel="tcg", port=0, key=tmp_path / "key",
+        argv=[sys.executable, str(script), str(workdir), scenario],
+    )  # fmt: skip
+    vm.boot()
+    try:
+        yield vm
+    finally:
+        vm.stop()
+
+
+def test_a_guest_reset_starts_qemu_again_and_the_console_reads_on(tmp_path: Path) -> None:
+    """The guest's reset ends QEMU; a new one starts on the same files and
+    the console carries on from where it was, as the MokManager step of the
+    VM tier needs (the reboot into MokManager is such a reset)."""
+    with _fake_vm(tmp_path, "reset") as vm:
+        assert vm.console is not None
+        vm.console.expect(r"reboot: machine restart", 10)
+        vm.console.expect(r"Press any key to perform MOK management", 10)
+        assert vm.power_cycles == 1
+        assert (vm.workdir / "runs").read_text() == "2"
+        assert vm.running()
+        second = vm.proc
+    assert second is not None and second.poll() is not None  # stopped, not started again
+    assert (vm.workdir / "runs").read_text() == "2"
+
+
+@pytest.mark.parametrize("scenario", ["poweroff", "error"])
+def test_a_power_off_or_a_failed_qemu_is_not_started_again(tmp_path: Path, scenario: str) -> None:
+    with _fake_vm(tmp_path, scenario) as vm:
+        assert vm.console is not None
+        _wait_for(lambda: not vm.running())
+        with pytest.raises(vmbox.VMError, match="no 'Press any key'"):
+            vm.console.expect(r"Press any key", 5)
+        assert vm.power_cycles == 0
+        assert (vm.workdir / "runs").read_text() == "1"
+
+
+def test_powered_off_reads_the_last_thing_linux_said(tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    assert not vmbox._powered_off(log)  # no log: a reset (the firmware's own says nothing)
+    log.write_text("reboot: Power down\r\nBdsDxe: loading Boot0001\r\nreboot: machine restart\r\n")
+    assert not vmbox._powered_off(log)
+    log.write_text("reboot: Restarting system\r\n...\r\n[ 9.0] reboot: Power down\r\n")
+    assert vmbox._powered_off(log)
