@@ -124,3 +124,38 @@ def test_dead_apt_proxy_on_a_fresh_box_names_the_lists_not_python3_apt(boxes: Bo
     ], host["failures"]
     # Nothing installed: the package set is what it was.
     assert sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort") == before
+
+
+def test_python3_apt_apt_will_not_install_is_named_with_apts_words(boxes: Boxes) -> None:
+    """A fresh box whose apt fetches its lists but will not install
+    python3-apt (here a pin of priority -1, as a site's own apt preferences
+    can; a conflict or a broken dpkg state end the same way): the base stage
+    stops with "apt could not install python3-apt" and apt's own lines, not
+    with the lists' message (they were fetched), and installs nothing."""
+    b = boxes.start("dlsetup-e2e-fault3")
+    assert sh(b.name, "dpkg-query -W -f='${Status}' python3-apt 2>/dev/null || true") == ""
+    sh(
+        b.name,
+        "printf 'Package: python3-apt\\nPin: release *\\nPin-Priority: -1\\n'"
+        " > /etc/apt/preferences.d/no-python3-apt",
+    )
+    before = sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort")
+    inv = write_inventory(
+        boxes.work / "no-python3-apt" / "hosts.yml",
+        boxes.key,
+        {"box3": {"ansible_host": b.address}},
+    )
+    res = dlsetup("provision", "--host", "box3", "-i", str(inv), "--tags", "facts", "--json")
+    assert res.rc == 1, res.stdout[-4000:] + res.stderr[-2000:]
+    host = res.doc["hosts"]["box3"]
+    msgs = " ".join(f["msg"] for f in host["failures"])
+    assert "apt could not install python3-apt" in msgs, msgs
+    assert "has no installation candidate" in msgs, msgs  # apt's own words
+    assert "could not download its package lists" not in msgs, msgs
+    assert "dlsetup_apt_proxy" in msgs, (
+        msgs
+    )  # where a lab's cache is set, named as the next place to look
+    assert [(f["play"], f["task"]) for f in host["failures"]] == [
+        ("Base system", "Stop when apt could not fetch its lists or install python3-apt")
+    ], host["failures"]
+    assert sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort") == before
