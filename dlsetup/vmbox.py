@@ -416,7 +416,7 @@ class Console:
         if path is None:
             return False
         try:
-            sock = _connect(path)
+            sock = _connect(path, timeout=30)  # the new QEMU makes it first thing
         except OSError:
             return False
         with self._cond:
