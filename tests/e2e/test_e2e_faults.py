@@ -19,6 +19,10 @@ The second test points `dlsetup_apt_proxy` at a closed port on a fresh box
 the lists apt could not fetch and the proxy, not "Unable to locate package
 python3-apt", and installs nothing.
 
+The third gives a fresh box an apt that fetches its lists but will not
+install python3-apt (a pin of -1): the base stage fails saying so, with apt's
+own words, and installs nothing.
+
 (An unreachable host, exit 3 with the other hosts finishing, is in
 test_e2e_ssh.py.)
 """
