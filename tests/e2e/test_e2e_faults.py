@@ -21,7 +21,7 @@ python3-apt", and installs nothing.
 
 The third gives a fresh box an apt that fetches its lists but will not
 install python3-apt (a pin of -1): the base stage fails saying so, with apt's
-own words, and installs nothing.
+own words, and changes nothing (packages, holds, /etc).
 
 (An unreachable host, exit 3 with the other hosts finishing, is in
 test_e2e_ssh.py.)
@@ -43,6 +43,7 @@ from tests.boxes import (
     dlsetup,
     exists,
     sh,
+    snapshot,
     write_inventory,
 )
 
@@ -135,7 +136,7 @@ def test_python3_apt_apt_will_not_install_is_named_with_apts_words(boxes: Boxes)
     python3-apt (here a pin of priority -1, as a site's own apt preferences
     can; a conflict or a broken dpkg state end the same way): the base stage
     stops with "apt could not install python3-apt" and apt's own lines, not
-    with the lists' message (they were fetched), and installs nothing."""
+    with the lists' message (they were fetched), and changes nothing."""
     b = boxes.start("dlsetup-e2e-fault3")
     assert sh(b.name, "dpkg-query -W -f='${Status}' python3-apt 2>/dev/null || true") == ""
     sh(
@@ -143,7 +144,7 @@ def test_python3_apt_apt_will_not_install_is_named_with_apts_words(boxes: Boxes)
         "printf 'Package: python3-apt\\nPin: release *\\nPin-Priority: -1\\n'"
         " > /etc/apt/preferences.d/no-python3-apt",
     )
-    before = sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort")
+    before = snapshot(b.name)
     inv = write_inventory(
         boxes.work / "no-python3-apt" / "hosts.yml",
         boxes.key,
@@ -162,4 +163,4 @@ def test_python3_apt_apt_will_not_install_is_named_with_apts_words(boxes: Boxes)
     assert [(f["play"], f["task"]) for f in host["failures"]] == [
         ("Base system", "Stop when apt could not fetch its lists or install python3-apt")
     ], host["failures"]
-    assert sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort") == before
+    assert snapshot(b.name) == before  # packages, holds and every file under /etc
