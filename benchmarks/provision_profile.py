@@ -11,7 +11,7 @@ reached over SSH, one apt-cacher-ng cache that an untimed provision fills
 first, the NVIDIA Container Toolkit off). Each box is provisioned through
 dlsetup's CLI in this process, and every task result event that
 ansible-runner hands the CLI's progress display is recorded on the way
-(`ansible_runner.run` is wrapped to see them; the run itself is the CLI's).
+(`dlsetup.runner.run` is wrapped to see them; the run itself is the CLI's).
 
 Each task result is one of:
 
@@ -39,8 +39,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -52,10 +52,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import ansible_runner  # noqa: E402
 from provision import Bench, commit, content_hash, loadavg, machine  # noqa: E402
 
-from dlsetup import cli  # noqa: E402
+from dlsetup import cli, runner  # noqa: E402
 
 # Actions whose work is done in the controller: no module runs on the box.
 CONTROLLER_ACTIONS = {
@@ -84,29 +83,27 @@ def kind(ev: dict[str, Any]) -> str:
 
 
 class Recorder:
-    """Wraps ansible_runner.run to keep the task result events of each run."""
+    """Wraps dlsetup.runner.run (as tests/fixtures/events/record.py does) to
+    keep the task result events each run hands the CLI."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self._run = ansible_runner.run
+        self._run = runner.run
 
     def __enter__(self) -> Recorder:
-        def run(**kw: Any) -> Any:
-            handler = kw.get("event_handler")
-
+        def run(spec: runner.RunSpec, handler: runner.EventHandler) -> runner.RunOutcome:
             def keep(ev: dict[str, Any]) -> bool:
                 if ev.get("event") in RESULTS:
                     self.events.append(ev)
-                return bool(handler(ev)) if handler else True
+                return handler(ev)
 
-            kw["event_handler"] = keep
-            return self._run(**kw)
+            return self._run(spec, keep)
 
-        ansible_runner.run = run
+        runner.run = run
         return self
 
     def __exit__(self, *exc: object) -> None:
-        ansible_runner.run = self._run
+        runner.run = self._run
 
 
 def _stamp(s: str) -> float:
@@ -160,7 +157,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             name = f"prof{i}"
             inv = b.inventory(name, {name: b.box(name)})
             # the CLI's JSON document is not needed here: its rc says enough
-            with Recorder() as rec, contextlib.redirect_stdout(io.StringIO()):
+            # (a real file: Ansible reconfigures stdout and warns on a StringIO)
+            with (
+                Recorder() as rec,
+                open(os.devnull, "w") as devnull,
+                contextlib.redirect_stdout(devnull),
+            ):
                 t0 = time.monotonic()
                 rc = cli.main(["provision", "--host", name, "-i", str(inv), "--json"])
                 wall = time.monotonic() - t0
