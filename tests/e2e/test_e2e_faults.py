@@ -23,6 +23,11 @@ The third gives a fresh box an apt that fetches its lists but will not
 install python3-apt (a pin of -1): the base stage fails saying so, with apt's
 own words, and changes nothing (packages, holds, /etc).
 
+The fourth gives a box proxies of its own beside dlsetup_apt_proxy (a dead
+one where Ubuntu's installer leaves its proxy, and a file an older dlsetup
+wrote): dlsetup's proxy is the one apt uses; a proxy in /etc/apt/apt.conf,
+which apt reads last, wins, and the run says so in its summary.
+
 (An unreachable host, exit 3 with the other hosts finishing, is in
 test_e2e_ssh.py.)
 """
@@ -35,7 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import aptrepo
+from tests import aptcache, aptrepo
 from tests.boxes import (
     REPO,
     Box,
@@ -106,9 +111,6 @@ def test_dead_apt_proxy_on_a_fresh_box_names_the_lists_not_python3_apt(boxes: Bo
     python3-apt". The run must fail in the base stage naming the lists and the
     proxy, and install nothing."""
     b = boxes.start("dlsetup-e2e-fault2")
-    # The test environment's own apt proxy (DLSETUP_APT_PROXY) would be read
-    # after dlsetup's file and win: the dead proxy is the only one here.
-    sh(b.name, "rm -f /etc/apt/apt.conf.d/01proxy")
     assert sh(b.name, "dpkg-query -W -f='${Status}' python3-apt 2>/dev/null || true") == ""
     before = sh(b.name, "dpkg-query -W -f='${Package}=${Version}\\n' | sort")
     inv = write_inventory(
@@ -164,3 +166,50 @@ def test_python3_apt_apt_will_not_install_is_named_with_apts_words(boxes: Boxes)
         ("Base system", "Stop when apt could not fetch its lists or install python3-apt")
     ], host["failures"]
     assert snapshot(b.name) == before  # packages, holds and every file under /etc
+
+
+def test_dlsetup_apt_proxy_wins_over_a_boxs_own_and_a_later_one_is_reported(
+    boxes: Boxes,
+) -> None:
+    """apt reads /etc/apt/apt.conf.d in name order and the last proxy wins.
+    Ubuntu's installer writes its proxy to 90curtin-aptproxy (here a dead one:
+    were it used, nothing would download); dlsetup's file is read after it.
+    01dlsetup-proxy is where dlsetup wrote before: it is removed. Then a proxy
+    in /etc/apt/apt.conf, read after the whole folder: the run converges (it
+    names the same cache, spelt with a slash) and reports that apt uses it,
+    not dlsetup_apt_proxy. The apt-cacher-ng is the lab's cache a user points
+    dlsetup_apt_proxy at (tests/aptcache.py), one of this test's own."""
+    cache = aptcache.up("dlsetup-e2e-aptcache-fault4")
+    try:
+        b = boxes.start("dlsetup-e2e-fault4")
+        for f in ("01dlsetup-proxy", "90curtin-aptproxy"):
+            sh(b.name, f"echo 'Acquire::http::Proxy \"{DEAD_PROXY}\";' > /etc/apt/apt.conf.d/{f}")
+        inv = write_inventory(
+            boxes.work / "own-proxy" / "hosts.yml",
+            boxes.key,
+            {"box4": {"ansible_host": b.address, "dlsetup_apt_proxy": cache.url}},
+        )
+        args = ("provision", "--host", "box4", "-i", str(inv), "--tags", "facts", "--json")
+        res = dlsetup(*args)
+        assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        assert sh(b.name, "apt-config dump Acquire::http::Proxy").strip() == (
+            f'Acquire::http::Proxy "{cache.url}";'
+        )
+        assert not exists(b.name, "/etc/apt/apt.conf.d/01dlsetup-proxy")
+        assert exists(b.name, "/etc/apt/apt.conf.d/90curtin-aptproxy")  # not dlsetup's to remove
+        assert sh(b.name, "dpkg-query -W -f='${Status}' python3-apt") == "install ok installed"
+        steps = res.doc["hosts"]["box4"]["skipped_steps"]
+        assert not [s for s in steps if "proxy" in s["step"]], steps
+
+        later = cache.url + "/"
+        sh(b.name, f"echo 'Acquire::http::Proxy \"{later}\";' > /etc/apt/apt.conf")
+        res = dlsetup(*args)
+        assert res.rc == 0, res.stdout[-4000:] + res.stderr[-2000:]
+        steps = res.doc["hosts"]["box4"]["skipped_steps"]
+        said = [s for s in steps if "dlsetup_apt_proxy" in s["step"]]
+        assert len(said) == 1, steps
+        assert f"apt uses {later} " in said[0]["reason"], said
+        assert "/etc/apt/apt.conf " in said[0]["reason"] + " ", said  # the file that names it
+        assert "99dlsetup-proxy" in said[0]["reason"], said
+    finally:
+        aptcache.down("dlsetup-e2e-aptcache-fault4")
