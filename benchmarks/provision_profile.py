@@ -255,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs: expected 1 or more")
-    r = run(args)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before the runs: a missing folder must not lose them
+    r = run(args)
     stem = out / f"provision-profile-{r['date']}"
     stem.with_suffix(".json").write_text(json.dumps(r, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(r))
