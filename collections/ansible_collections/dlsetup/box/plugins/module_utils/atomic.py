@@ -1,14 +1,17 @@
 # Copyright: dlsetup contributors
 # Apache-2.0
-"""Read a small file whole, and replace one atomically: shared by the
-collection's modules that write files they render (files, package_hold).
+"""Read a small file whole, and replace one atomically: the one atomic write
+of the collection's modules (files, package_hold, docker_daemon_json,
+converged_state).
 
 Runs on the target with the Python standard library only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tempfile
 
 
@@ -21,19 +24,37 @@ def read_bytes(path: str) -> bytes | None:
         return None
 
 
-def write_atomic(path: str, data: bytes, mode: int) -> None:
+def write_atomic(path: str, data: bytes, mode: int, keep_existing: bool = False) -> None:
     """The new content under a temporary name in the same folder, with its
-    mode, then renamed: a reader (or a crash) sees the old file or the new
-    one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
+    mode, fsynced, then renamed, and the folder fsynced: a reader (or a crash)
+    sees the old file or the new one, never half of one, and the rename
+    survives a power cut.
+
+    ``keep_existing``: a file that is there keeps its mode and owner (a file
+    the user owns, such as daemon.json); a new one gets ``mode``.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    st = None
+    if keep_existing:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            os.fchmod(f.fileno(), mode)
+            os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode) if st else mode)
+            if st is not None:
+                with contextlib.suppress(PermissionError):  # not root (tests): stays ours
+                    os.fchown(f.fileno(), st.st_uid, st.st_gid)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

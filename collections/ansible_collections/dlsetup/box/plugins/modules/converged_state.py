@@ -17,9 +17,9 @@ import json
 import os
 import stat
 import subprocess
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dlsetup.box.plugins.module_utils.atomic import write_atomic
 
 DOCUMENTATION = r"""
 ---
@@ -222,17 +222,8 @@ def load_record(path: str) -> dict | None:
 def write_record(path: str, record: dict) -> None:
     folder = os.path.dirname(path)
     os.makedirs(folder, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".converged.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    write_atomic(path, text.encode("utf-8"), 0o600)
 
 
 def main():

@@ -22,13 +22,12 @@ tests/unit/test_docker_daemon_json.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dlsetup.box.plugins.module_utils import atomic
 
 DOCUMENTATION = r"""
 ---
@@ -135,35 +134,9 @@ def render(config: dict[str, Any]) -> str:
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` so that a crash leaves the old or the new file.
-
-    An existing file keeps its permissions and owner.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        st: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    fd, tmp = tempfile.mkstemp(prefix=".daemon.json.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, (st.st_mode & 0o7777) if st else mode)
-        if st is not None and hasattr(os, "chown"):
-            with contextlib.suppress(PermissionError):  # not root (tests): stays ours
-                os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Replace ``path`` with ``text`` so that a crash leaves the old or the new file
+    (module_utils.atomic). An existing file keeps its permissions and owner."""
+    atomic.write_atomic(path, text.encode("utf-8"), mode, keep_existing=True)
 
 
 def _mode(value: Any) -> int:
