@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.dlsetup.box.plugins.module_utils import disk_plan as plan_module
+from ansible_collections.dlsetup.box.plugins.modules import disk_layout_plan as plan_entry
 
 from tests.disk_images import lab_spec
 
@@ -423,3 +424,39 @@ def test_a_good_partition_entry_is_normalised_without_refusals():
     )
     assert refusals.items == []
     assert norm["mount"] == "/data" and norm["size"] is not None and norm["display"] == "data"
+
+
+# -- the clock read beside the plan (the module's _local_rtc) ------------------------------
+
+
+class _Module:
+    """Stands in for AnsibleModule's get_bin_path: where timedatectl is."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def get_bin_path(self, name: str) -> str | None:
+        return self.path if name == "timedatectl" else None
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "expected"),
+    [
+        ("/usr/bin/timedatectl", (0, "no\n", ""), "no"),
+        ("/usr/bin/timedatectl", (0, "yes\n", ""), "yes"),
+        # no systemd as PID 1 (a container): timedatectl exits 1 with dbus's error
+        ("/usr/bin/timedatectl", (1, "", "System has not been booted with systemd"), ""),
+        ("/usr/bin/timedatectl", (0, "maybe\n", ""), ""),  # not an answer the role acts on
+        (None, None, ""),  # no timedatectl: /etc/adjtime is the clock's record
+    ],
+)
+def test_local_rtc_is_timedatectls_yes_or_no_else_empty(path, answer, expected):
+    asked: list[list[str]] = []
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        asked.append(argv)
+        assert answer is not None
+        return answer
+
+    assert plan_entry._local_rtc(_Module(path), run) == expected
+    assert asked == ([[path, "show", "--property=LocalRTC", "--value"]] if path else [])

@@ -4,7 +4,9 @@
 """Plan a disk layout: what exists, what the spec asks, what to do, what is refused.
 
 The module reads the disks (``lsblk --json -b -O``, ``sfdisk --json``,
-``blkid -p -o export``), the fstab and the current mounts, and returns a plan.
+``blkid -p -o export``), the fstab and the current mounts, and returns a plan;
+beside it, whether the hardware clock is in local time (``timedatectl``), for
+the role's clock step (one module run instead of two).
 It never changes anything. The judgement is the collection's
 module_utils/disk_plan.py (pure functions, unit-tested there); this file is
 its Ansible interface.
@@ -35,6 +37,8 @@ description:
     not name are listed in RV(unmanaged) and never touched.
   - Fails, naming the disk, the partition and the field, when the spec asks for anything unsafe
     or impossible; the caller is expected to act only on a plan that did not fail.
+  - Also reads whether the hardware clock keeps local time (C(timedatectl show)), returned
+    as RV(local_rtc).
   - Always returns C(changed=false).
 options:
   disks:
@@ -134,6 +138,14 @@ report:
   description: The plan as human-readable text.
   returned: always
   type: str
+local_rtc:
+  description:
+    - C(yes) when the hardware clock keeps local time, C(no) when UTC, as C(timedatectl show
+      --property=LocalRTC) says; empty where timedatectl is missing or cannot answer (no
+      systemd as PID 1, e.g. a container), where the clock's mode is read from /etc/adjtime.
+  returned: always
+  type: str
+  sample: "no"
 """
 
 
@@ -143,6 +155,16 @@ def _read(path):
             return handle.read()
     except FileNotFoundError:
         return ""
+
+
+def _local_rtc(module, run):
+    """timedatectl's LocalRTC ('yes' or 'no'), or '' where it cannot say."""
+    timedatectl = module.get_bin_path("timedatectl")
+    if not timedatectl:
+        return ""
+    rc, out, _err = run([timedatectl, "show", "--property=LocalRTC", "--value"])
+    answer = out.strip()
+    return answer if rc == 0 and answer in ("yes", "no") else ""
 
 
 def main():
@@ -181,6 +203,7 @@ def main():
     for entry in plan["mounts"]:
         entry["path_exists"] = os.path.isdir(entry["path"])
     note_missing_tools(plan, {tool: module.get_bin_path(tool) for tool in TOOLS})
+    plan["local_rtc"] = _local_rtc(module, run)
     if plan["refusals"]:
         module.fail_json(msg=refusal_message(plan), changed=False, **plan)
     module.exit_json(changed=False, **plan)
