@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.dlsetup.box.plugins.module_utils import nvme
+from ansible_collections.dlsetup.box.plugins.modules import nvme_report
 
 from dlsetup.gpucheck import checks
 
@@ -421,3 +422,26 @@ def test_firmware_read_only_slot_1_refused():
     c[0]["firmware_slots"]["slot1_read_only"] = True
     plan = nvme.firmware_plan(c, {**FW, "slot": 1})
     assert "slot 1 is read-only" in plan["error"]
+
+
+# -- the local fact nvme_report writes (fact_path) ----------------------------------------
+
+
+def test_write_fact_makes_the_folder_writes_json_and_leaves_an_equal_file_alone(tmp_path):
+    folder = tmp_path / "facts.d"
+    path = folder / "nvme.fact"
+    fact = {"schema": 1, "controllers": [{"name": "nvme0", "temperature_c": 38}]}
+    assert nvme_report.write_fact(str(path), fact) is True  # the folder was made
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert json.loads(path.read_text()) == fact  # Ansible reads it as JSON
+    assert path.read_text() == json.dumps(fact, indent=4, sort_keys=True) + "\n"
+    assert path.stat().st_mode & 0o777 == 0o644  # not executable: a static fact
+    before = path.stat().st_mtime_ns
+    assert nvme_report.write_fact(str(path), fact) is False
+    assert path.stat().st_mtime_ns == before  # the same bytes are not rewritten
+    # a new reading is rewritten, and is still no change of the box's set-up
+    assert nvme_report.write_fact(str(path), {**fact, "schema": 2}) is False
+    assert json.loads(path.read_text())["schema"] == 2
+    folder.chmod(0o700)
+    assert nvme_report.write_fact(str(path), fact) is True  # the folder is set right
+    assert folder.stat().st_mode & 0o777 == 0o755

@@ -5,7 +5,8 @@
 
 Reads sysfs (/sys/class/nvme/nvmeX and the PCI device behind it) and, when
 nvme-cli is installed, ``nvme list -o json``, ``nvme smart-log DEV -o json``,
-``nvme fw-log DEV -o json`` and ``nvme id-ctrl DEV -o json``. Changes nothing.
+``nvme fw-log DEV -o json`` and ``nvme id-ctrl DEV -o json``. Changes nothing
+but, where asked (``fact_path``), the local fact it writes of that report.
 
 The parsing and judgement are the collection's module_utils/nvme.py (pure
 functions of the recorded text and of a sysfs tree, which
@@ -16,7 +17,12 @@ Ansible's module_utils only.
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dlsetup.box.plugins.module_utils.atomic import read_bytes, write_atomic
 from ansible_collections.dlsetup.box.plugins.module_utils.nvme import (
     build_report,
     fact_document,
@@ -37,7 +43,11 @@ description:
   - Warns about a link that runs narrower or slower than drive and slot allow, naming the slot,
     and decodes the critical warning bits.
   - With O(firmware) it also plans a firmware update (whether it is needed and the commands).
-  - Never changes anything; always returns C(changed=false).
+  - With O(fact_path) it writes the report's fact document there as JSON (an Ansible local
+    fact), outside check mode, making its folder (root:root 0755) where missing. Live readings
+    (temperature, counters) change on every run, so that write is never reported as a change;
+    a folder made or set right is.
+  - Changes nothing else.
 options:
   sysfs_root:
     description: Where sysfs is mounted (tests point this at a recorded tree).
@@ -53,6 +63,11 @@ options:
         (path of the image on the target), C(version) (the revision the image holds),
         C(slot) and C(action) (C(nvme fw-commit) action 0, 1 or 3).
     type: dict
+  fact_path:
+    description:
+      - Write the fact document (RV(fact)) to this file, e.g. C(/etc/ansible/facts.d/nvme.fact),
+        outside check mode. One module run for the read and the fact.
+    type: str
 author:
   - dlsetup contributors
 """
@@ -103,6 +118,10 @@ summary:
   returned: always
   type: list
   elements: str
+fact:
+  description: The report as the local fact nvme (what O(fact_path) holds), read by the smoke test.
+  returned: always
+  type: dict
 firmware_plan:
   description: The planned firmware update, when O(firmware) was given.
   returned: when firmware is given
@@ -121,18 +140,42 @@ def _runner(module, nvme):
     return run
 
 
+def write_fact(path, fact):
+    """Write the fact document to ``path`` (JSON, as the role's to_nice_json did) and make
+    its folder root:root 0755 where it is not. True where the folder was made or set right."""
+    folder = os.path.dirname(path)
+    changed = False
+    if not os.path.isdir(folder):
+        os.makedirs(folder, 0o755)
+        changed = True
+    st = os.stat(folder)
+    if stat.S_IMODE(st.st_mode) != 0o755:
+        os.chmod(folder, 0o755)  # noqa: S103  the facts folder Ansible reads, root:root 0755
+        changed = True
+    if (st.st_uid, st.st_gid) != (0, 0) and os.geteuid() == 0:
+        os.chown(folder, 0, 0)
+        changed = True
+    data = (json.dumps(fact, indent=4, sort_keys=True) + "\n").encode("utf-8")
+    if read_bytes(path) != data:
+        write_atomic(path, data, 0o644)
+    return changed
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
             "sysfs_root": {"type": "str", "default": "/sys"},
             "nvme_command": {"type": "str", "default": "nvme"},
             "firmware": {"type": "dict"},
+            "fact_path": {"type": "str"},
         },
         supports_check_mode=True,
     )
     nvme = module.get_bin_path(module.params["nvme_command"])
     report = build_report(module.params["sysfs_root"], _runner(module, nvme))
     result = dict(report, changed=False, fact=fact_document(report))
+    if module.params["fact_path"] and not module.check_mode:
+        result["changed"] = write_fact(module.params["fact_path"], result["fact"])
     if module.params["firmware"]:
         plan = firmware_plan(report["controllers"], module.params["firmware"], nvme or "nvme")
         result["firmware_plan"] = plan
