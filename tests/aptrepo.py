@@ -77,6 +77,20 @@ def _gpg(*args: str, inp: str | None = None) -> str:
     return _run(["gpg", "--batch", "--yes", *args], env=env, input=inp).stdout
 
 
+def _fresh_agent() -> None:
+    """Stop a gpg-agent left serving this key folder under another path.
+
+    gpg starts an agent for its home folder on first use and leaves it
+    running, its socket in that folder (no /run/user here). When the checkout,
+    or its .cache, is moved while that agent runs, the socket moves with the
+    folder but the agent still reads the old path: every key operation then
+    fails with "No such file or directory". gpgconf --kill stops whichever
+    agent answers the socket; the next gpg call starts one for this path.
+    Called with the build lock held, so no other session's gpg is mid-call."""
+    env = dict(os.environ, GNUPGHOME=str(_gnupghome()))
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, check=False)
+
+
 def fingerprint() -> str:
     """The test key's fingerprint, making the key on first use."""
     out = _gpg("--with-colons", "--list-secret-keys")
@@ -287,9 +301,10 @@ def up() -> dict[str, dict[str, Any]]:
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / "lock").open("w") as lock:  # several test sessions may call this at once
         fcntl.flock(lock, fcntl.LOCK_EX)
+        _fresh_agent()
         srv = build()
         base = serve(srv)
-    fpr = fingerprint()
+        fpr = fingerprint()
     return {
         name: {
             "url": f"{base}{name}/",
