@@ -11,6 +11,7 @@ nvme-cli on a machine with those drives. No root, no drives: runs anywhere.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from ansible_collections.dlsetup.box.plugins.module_utils import nvme
 from ansible_collections.dlsetup.box.plugins.modules import nvme_report
 
 from dlsetup.gpucheck import checks
+from tests.modules import run_module_file
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvme"
@@ -427,21 +429,36 @@ def test_firmware_read_only_slot_1_refused():
 # -- the local fact nvme_report writes (fact_path) ----------------------------------------
 
 
-def test_write_fact_makes_the_folder_writes_json_and_leaves_an_equal_file_alone(tmp_path):
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="the facts folder is made root:root, which needs root"
+)
+def test_fact_path_makes_the_folder_writes_json_and_leaves_an_equal_file_alone(tmp_path):
+    """The module file run as Ansible runs it, on an empty sysfs (no NVMe drive,
+    no nvme-cli): the fact of no controllers, its folder made root:root 0755."""
+    sysfs = tmp_path / "sys"
+    (sysfs / "class" / "nvme").mkdir(parents=True)
     folder = tmp_path / "facts.d"
     path = folder / "nvme.fact"
-    fact = {"schema": 1, "controllers": [{"name": "nvme0", "temperature_c": 38}]}
-    assert nvme_report.write_fact(str(path), fact) is True  # the folder was made
+    args = {"sysfs_root": str(sysfs), "nvme_command": "/nonexistent/nvme", "fact_path": str(path)}
+
+    def run(check: bool = False) -> dict:
+        return run_module_file(Path(nvme_report.__file__), tmp_path, args, check=check)
+
+    assert run(check=True)["changed"] is False and not folder.exists()  # a plan writes nothing
+    first = run()
+    assert first["changed"] is True, first  # the folder was made
     assert folder.stat().st_mode & 0o777 == 0o755
-    assert json.loads(path.read_text()) == fact  # Ansible reads it as JSON
-    assert path.read_text() == json.dumps(fact, indent=4, sort_keys=True) + "\n"
-    assert path.stat().st_mode & 0o777 == 0o644  # not executable: a static fact
+    assert (folder.stat().st_uid, folder.stat().st_gid) == (0, 0)
+    assert json.loads(path.read_text()) == first["fact"] == {"controllers": []}
+    assert path.read_text() == json.dumps(first["fact"], indent=4, sort_keys=True) + "\n"
+    assert path.stat().st_mode & 0o777 == 0o644  # not executable: Ansible reads it as JSON
     before = path.stat().st_mtime_ns
-    assert nvme_report.write_fact(str(path), fact) is False
+    assert run()["changed"] is False
     assert path.stat().st_mtime_ns == before  # the same bytes are not rewritten
-    # a new reading is rewritten, and is still no change of the box's set-up
-    assert nvme_report.write_fact(str(path), {**fact, "schema": 2}) is False
-    assert json.loads(path.read_text())["schema"] == 2
+    # an older reading is rewritten, and that is no change of the box's set-up
+    path.write_text('{"controllers": [{"name": "nvme0", "temperature_c": 38}]}\n')
+    assert run()["changed"] is False
+    assert json.loads(path.read_text()) == {"controllers": []}
     folder.chmod(0o700)
-    assert nvme_report.write_fact(str(path), fact) is True  # the folder is set right
+    assert run()["changed"] is True  # the folder is set right
     assert folder.stat().st_mode & 0o777 == 0o755

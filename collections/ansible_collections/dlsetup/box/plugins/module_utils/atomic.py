@@ -1,10 +1,11 @@
 # Copyright: dlsetup contributors
 # Apache-2.0
-"""Read a small file whole, and replace one atomically: the one atomic write
-of the collection's modules (files, package_hold, docker_daemon_json,
-converged_state).
+"""Read a small file whole, replace one atomically, and make a folder with
+the attributes asked for: the one home of these for the collection's modules
+(files, package_hold, docker_daemon_json, converged_state, nvme_report).
 
-Runs on the target with the Python standard library only.
+Runs on the target with the Python standard library only (``ensure_dir``
+takes the calling module's AnsibleModule).
 """
 
 from __future__ import annotations
@@ -58,3 +59,21 @@ def write_atomic(path: str, data: bytes, mode: int, keep_existing: bool = False)
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def ensure_dir(
+    module, path: str, mode: str = "0755", owner: str = "root", group: str = "root"
+) -> bool:
+    """The folder ``path`` with this mode, owner and group, set the way Ansible's
+    file module sets them (``set_fs_attributes_if_different``). True where it
+    was made or an attribute was set. In check mode a missing folder is
+    reported, not made."""
+    made = not os.path.isdir(path)
+    if made:
+        if module.check_mode:
+            return True
+        os.makedirs(path, exist_ok=True)
+    attrs = module.load_file_common_arguments(
+        {"path": path, "mode": mode, "owner": owner, "group": group}
+    )
+    return bool(module.set_fs_attributes_if_different(attrs, False)) or made

@@ -22,7 +22,11 @@ import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dlsetup.box.plugins.module_utils.atomic import read_bytes, write_atomic
+from ansible_collections.dlsetup.box.plugins.module_utils.atomic import (
+    ensure_dir,
+    read_bytes,
+    write_atomic,
+)
 
 DOCUMENTATION = r"""
 module: files
@@ -87,15 +91,8 @@ def _attrs(module: AnsibleModule, path: str, item: dict[str, Any]) -> dict[str, 
 
 def _dirs(module: AnsibleModule, changed_paths: list[str]) -> None:
     for d in module.params["dirs"]:
-        path = d["path"]
-        made = not os.path.isdir(path)
-        if made:
-            changed_paths.append(path)
-            if module.check_mode:
-                continue  # nothing to set attributes on
-            os.makedirs(path, exist_ok=True)
-        if module.set_fs_attributes_if_different(_attrs(module, path, d), False) and not made:
-            changed_paths.append(path)
+        if ensure_dir(module, d["path"], d["mode"], d["owner"], d["group"]):
+            changed_paths.append(d["path"])
 
 
 def _files(module: AnsibleModule, changed_paths: list[str], diffs: list[dict[str, str]]) -> None:

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dlsetup.box.plugins.module_utils.atomic import read_bytes, write_atomic
+from ansible_collections.dlsetup.box.plugins.module_utils.atomic import (
+    ensure_dir,
+    read_bytes,
+    write_atomic,
+)
 from ansible_collections.dlsetup.box.plugins.module_utils.nvme import (
     build_report,
     fact_document,
@@ -140,21 +143,11 @@ def _runner(module, nvme):
     return run
 
 
-def write_fact(path, fact):
-    """Write the fact document to ``path`` (JSON, as the role's to_nice_json did) and make
-    its folder root:root 0755 where it is not. True where the folder was made or set right."""
-    folder = os.path.dirname(path)
-    changed = False
-    if not os.path.isdir(folder):
-        os.makedirs(folder, 0o755)
-        changed = True
-    st = os.stat(folder)
-    if stat.S_IMODE(st.st_mode) != 0o755:
-        os.chmod(folder, 0o755)  # noqa: S103  the facts folder Ansible reads, root:root 0755
-        changed = True
-    if (st.st_uid, st.st_gid) != (0, 0) and os.geteuid() == 0:
-        os.chown(folder, 0, 0)
-        changed = True
+def write_fact(module, path, fact):
+    """Write the fact document to ``path`` (JSON, as the role's to_nice_json did), its
+    folder root:root 0755 (atomic.ensure_dir). True where the folder was made or set right:
+    the fact itself, live readings, is never a change."""
+    changed = ensure_dir(module, os.path.dirname(path))
     data = (json.dumps(fact, indent=4, sort_keys=True) + "\n").encode("utf-8")
     if read_bytes(path) != data:
         write_atomic(path, data, 0o644)
@@ -175,7 +168,7 @@ def main():
     report = build_report(module.params["sysfs_root"], _runner(module, nvme))
     result = dict(report, changed=False, fact=fact_document(report))
     if module.params["fact_path"] and not module.check_mode:
-        result["changed"] = write_fact(module.params["fact_path"], result["fact"])
+        result["changed"] = write_fact(module, module.params["fact_path"], result["fact"])
     if module.params["firmware"]:
         plan = firmware_plan(report["controllers"], module.params["firmware"], nvme or "nvme")
         result["firmware_plan"] = plan
