@@ -250,3 +250,34 @@ def test_preflight_play_stops_on_an_incompatible_host(tmp_path):
     assert "b5090: these versions do not work" in res.stdout
     assert "nvidia_driver_source=nvidia" in res.stdout
     assert "cuda_version=11.8" in res.stdout  # the cuda role's default source: distro
+
+
+def test_cudnn_before_9_from_nvidia_is_refused_with_or_without_a_gpu():
+    """The cuda role names cuDNN 9's packages (libcudnn9-cuda-12 ...); NVIDIA
+    packaged cuDNN 8 as libcudnn8 with the CUDA version inside the package
+    version, a name apt would not find: refused before anything changes."""
+    for gpus in ([], [RTX_3090]):
+        out = plugin.decide(
+            "box",
+            gpus,
+            settings(cuda_source="nvidia", cuda_version="12.8", cuda_cudnn_version="8.9"),
+            "debian-12",
+        )
+        assert out["failed"], out
+        assert 'cuda_cudnn_version "8.9": dlsetup installs cuDNN 9 and newer' in out["msg"]
+        assert "libcudnn8" in out["msg"]
+    out = plugin.decide(
+        "box", [], settings(cuda_source="nvidia", cuda_cudnn_version="nine"), "debian-12"
+    )
+    assert out["failed"] and 'cuda_cudnn_version "nine": expected N or N.M' in out["msg"]
+
+
+def test_cudnn_9_from_nvidia_or_any_from_the_distro_passes_the_package_check():
+    for cuda_source, cudnn in (("nvidia", "9"), ("nvidia", "9.8"), ("distro", "8")):
+        out = plugin.decide(
+            "box",
+            [],
+            settings(cuda_source=cuda_source, cuda_version="12.8", cuda_cudnn_version=cudnn),
+            "debian-12",
+        )
+        assert not out["failed"], (cuda_source, cudnn, out)

@@ -31,6 +31,7 @@ The nvidia_driver role calls the same plugin to learn what
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ansible.playbook.role import Role
@@ -124,6 +125,7 @@ def decide(
     out["gpus"] = [g.name for g in known] + [f"NVIDIA GPU [{p}]" for p in unknown]
 
     problems: list[str] = []
+    _cudnn_installable(_text(settings.get("cuda_source")), cudnn, problems)
     driver = _driver_to_install(source, branch, distro, known, problems)
     out["driver"] = driver
     if cuda is None and _text(settings.get("cuda_source")) == "distro" and distro is not None:
@@ -230,6 +232,32 @@ def _driver_to_install(
     if packaged and not branch:
         return packaged  # Ubuntu: the newest branch that drives these GPUs
     return branch
+
+
+# The first cuDNN major whose packages the cuda role names (roles/cuda/vars/
+# main.yml: libcudnn<N>-cuda-<major>, -dev-, -headers-). NVIDIA packaged
+# cuDNN 8 and older as libcudnn8 / libcudnn8-dev, with the CUDA version inside
+# the package version (8.9.7.29-1+cuda12.2): not those names.
+CUDNN_PACKAGED_FROM = 9
+
+
+def _cudnn_installable(cuda_source: str | None, cudnn: str | None, problems: list[str]) -> None:
+    """A problem where the cuda role could not name cuDNN's packages: checked on
+    every host, GPU or not, since the role asks apt for them either way."""
+    if cuda_source != "nvidia" or cudnn is None:
+        return
+    m = re.fullmatch(r"(\d+)(?:\.\d+){0,3}", cudnn)
+    if m is None:
+        problems.append(f'cuda_cudnn_version "{cudnn}": expected N or N.M, like "9" or "9.8"')
+    elif int(m.group(1)) < CUDNN_PACKAGED_FROM:
+        major, first = m.group(1), CUDNN_PACKAGED_FROM
+        problems.append(
+            f'cuda_cudnn_version "{cudnn}": dlsetup installs cuDNN {first} and newer '
+            f"from NVIDIA's repository (libcudnn{first}-cuda-<CUDA major> and its -dev "
+            f"and -headers packages); cuDNN {major}'s packages (libcudnn{major}, with the CUDA "
+            f"version inside their version) are not handled: ask for cuDNN {first}, "
+            f"or leave cuda_cudnn_version empty and install cuDNN {major} yourself"
+        )
 
 
 def _distro_cuda(distro: str) -> str | None:
