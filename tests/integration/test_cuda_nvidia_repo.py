@@ -118,9 +118,15 @@ def test_installs_side_by_side_with_the_default_selected(box: str, mirror: dict[
         sh(box, "cat /etc/ld.so.conf.d/dlsetup-cuda.conf").splitlines()[-1]
         == "/usr/local/cuda/lib64"
     )
-    # cuDNN 9.8 for CUDA 12, runtime and headers
-    assert sh(box, "dpkg-query -W -f '${Version}' libcudnn9-cuda-12").startswith("9.8.")
-    assert sh(box, "dpkg-query -W -f '${Version}' libcudnn9-dev-cuda-12").startswith("9.8.")
+    # cuDNN 9.8 for CUDA 12 (runtime, dev and the headers dev needs at its own
+    # version), though the repository's newest is 9.10, as NVIDIA's keeps every
+    # release; installed with the toolkits, in their one apt transaction
+    assert "Candidate: 9.10." in sh(box, "apt-cache policy libcudnn9-dev-cuda-12")
+    for pkg in ("libcudnn9-cuda-12", "libcudnn9-headers-cuda-12", "libcudnn9-dev-cuda-12"):
+        assert sh(box, f"dpkg-query -W -f '${{Version}}' {pkg}").startswith("9.8."), pkg
+    transactions = sh(box, "cat /var/log/apt/history.log").split("\n\n")
+    with_toolkit = [t for t in transactions if "cuda-toolkit-12-8:amd64" in t]
+    assert len(with_toolkit) == 1 and "libcudnn9-dev-cuda-12:amd64" in with_toolkit[0], with_toolkit
     # the check program was compiled with each toolkit (no GPU: not run)
     assert sh(box, "ls /var/lib/dlsetup/cuda-check").split() == [
         "check-12.6",

@@ -103,6 +103,26 @@ def test_a_stage_does_not_wait_for_the_download_of_the_stage_after_it(box: str) 
     assert not exists(box, FOLDER) and not exists(box, AFTER)
 
 
+def test_packages_of_a_source_not_added_yet_are_left_to_their_stage(box: str) -> None:
+    """The cuda stage adds NVIDIA's repository itself where the driver stage
+    does not: its packages are named with that source, and where the source
+    file is not there yet, apt could not find them; nothing is downloaded and
+    nothing said (no failure to report), the stage's install downloads them.
+    Named with a source that is there (the image's debian.sources), the
+    download goes ahead as for any other."""
+    sh(box, "rm -f /var/cache/apt/archives/tree_*.deb")
+    res = play(box, ["tree"], ["make"], later_source="dlsetup-not-added-yet")
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "download ahead of the later stage" not in said(res)
+    assert sh(box, "ls /var/cache/apt/archives/ | grep '^tree_'; true").strip() == ""
+    assert not exists(box, FOLDER)
+    assert downloads_left(box) == ""
+    res = play(box, ["figlet"], ["make"], later_source="debian")
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert "download ahead of the later stage" not in said(res)
+    installs_offline(box, "figlet")
+
+
 def test_a_download_that_fails_is_said_and_costs_nothing_else(box: str) -> None:
     res = play(box, ["dlsetup-no-such-package"], ["make"])
     assert res.returncode == 0, res.stdout[-4000:]
