@@ -12,7 +12,9 @@ Hypothesis writes host_vars/box1.yml files as a user might get them wrong:
 * incompatible versions: an nvidia_driver_branch that the distribution's own
   driver package is not (guarded on nvidia_driver's argument spec existing;
   without a GPU in the box, cuda_version has nothing to be checked against,
-  so it is not generated).
+  so it is not generated);
+* a cuDNN NVIDIA did not package under the names the cuda role installs
+  (cuDNN 8 and older with `cuda_source: nvidia`), refused GPU or not.
 
 The disk kinds are caught in preflight by disk_layout's own planner (called
 from the collection's plugins/action/validate_vars.py), before base or facts change
@@ -142,6 +144,17 @@ def incompatible_version(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
     ]
 
 
+@st.composite
+def unpackaged_cudnn(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
+    # The cuda role names cuDNN 9's packages; NVIDIA packaged cuDNN 8 and
+    # older under other names. Checked with or without a GPU in the box.
+    cudnn = draw(st.sampled_from(["7", "8", "8.9"]))
+    return {"cuda_source": "nvidia", "cuda_version": "12.8", "cuda_cudnn_version": cudnn}, [
+        "cuda_cudnn_version",
+        "cuDNN 9 and newer",
+    ]
+
+
 # Every kind runs: the roles they aim at (disk_layout, nvidia_driver) exist
 # now, so the skips that waited for them are gone.
 KINDS: dict[str, Any] = {
@@ -150,6 +163,7 @@ KINDS: dict[str, Any] = {
     "impossible-size": pytest.param(impossible_size(), id="impossible-size"),
     "duplicate-mount": pytest.param(duplicate_mount(), id="duplicate-mount"),
     "incompatible-version": pytest.param(incompatible_version(), id="incompatible-version"),
+    "unpackaged-cudnn": pytest.param(unpackaged_cudnn(), id="unpackaged-cudnn"),
 }
 
 
