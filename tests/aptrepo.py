@@ -14,6 +14,7 @@ test key made on first use and served by a project container
 
 Spec format (all files of one repo directory are merged)::
 
+    layout: {suite: bookworm, component: stable}   # optional, see below
     packages:
       - name: nvidia-container-toolkit
         version: "1.17.8-1"
@@ -22,6 +23,10 @@ Spec format (all files of one repo directory are merged)::
         files:
           /usr/bin/nvidia-ctk: {mode: "0755", content: "#!/bin/sh\\n..."}
         postinst: "#!/bin/sh\\n..."
+
+Without `layout` a repository is flat (apt's suite "/"), as NVIDIA's are;
+with it, a dists/<suite>/<component>/binary-amd64 tree and a pool/, as
+Docker's repository is (download.docker.com/linux/debian bookworm stable).
 """
 
 from __future__ import annotations
@@ -106,13 +111,30 @@ def fingerprint() -> str:
 # -- building ------------------------------------------------------------------
 
 
+def _spec_dirs() -> list[Path]:
+    return sorted(p for p in SPECS.iterdir() if p.is_dir()) if SPECS.is_dir() else []
+
+
+def _spec_files(d: Path) -> list[dict[str, Any]]:
+    return [yaml.safe_load(f.read_text()) or {} for f in sorted(d.glob("*.yml"))]
+
+
+def load_layouts() -> dict[str, dict[str, str]]:
+    """{repo: {"suite": ..., "component": ...}} for the repositories with a dists tree."""
+    layouts: dict[str, dict[str, str]] = {}
+    for d in _spec_dirs():
+        for data in _spec_files(d):
+            if data.get("layout"):
+                layouts[d.name] = {k: str(v) for k, v in data["layout"].items()}
+    return layouts
+
+
 def load_specs() -> dict[str, list[dict[str, Any]]]:
     """{repo: [package spec, ...]} from tests/fixtures/aptrepo/<repo>/*.yml."""
     repos: dict[str, list[dict[str, Any]]] = {}
-    for d in sorted(p for p in SPECS.iterdir() if p.is_dir()) if SPECS.is_dir() else []:
+    for d in _spec_dirs():
         pkgs: list[dict[str, Any]] = []
-        for f in sorted(d.glob("*.yml")):
-            data = yaml.safe_load(f.read_text()) or {}
+        for data in _spec_files(d):
             pkgs.extend(data.get("packages") or [])
         names = [(p["name"], str(p["version"])) for p in pkgs]
         dup = {n for n in names if names.count(n) > 1}
@@ -137,9 +159,11 @@ def _control(pkg: dict[str, Any]) -> str:
         "Version": str(pkg["version"]),
         "Architecture": pkg.get("architecture", "amd64"),
         "Maintainer": "dlsetup tests <test@dlsetup.invalid>",
+        "Pre-Depends": pkg.get("pre_depends", ""),
         "Depends": pkg.get("depends", ""),
         "Provides": pkg.get("provides", ""),
         "Conflicts": pkg.get("conflicts", ""),
+        "Replaces": pkg.get("replaces", ""),
         "Section": pkg.get("section", "multiverse/devel"),
         "Priority": "optional",
         "Description": pkg.get("description", "stand-in for NVIDIA's package (test double)"),
@@ -147,10 +171,34 @@ def _control(pkg: dict[str, Any]) -> str:
     return "".join(f"{k}: {v}\n" for k, v in fields.items() if v)
 
 
+def debian_deb(name: str) -> Path:
+    """Debian 12's own .deb of ``name``, downloaded once, in a ``dlsetup/debian:12``
+    container (the host's apt lists may be old or missing), into .cache/aptrepo/debian/."""
+    folder = CACHE / "debian"
+    folder.mkdir(parents=True, exist_ok=True)
+    found = sorted(folder.glob(f"{name}_*.deb"))
+    if not found:
+        res = _docker(
+            "run", "--rm", "-v", f"{folder}:/out", "-w", "/out", "dlsetup/debian:12",
+            "sh", "-c", f"apt-get update -qq && apt-get download -q {name}",
+            check=False,
+        )  # fmt: skip
+        found = sorted(folder.glob(f"{name}_*.deb"))
+        if not found:
+            raise AptRepoError(f"could not download Debian's {name}: {res.stderr[-600:]}")
+    return found[-1]
+
+
 def build_deb(pkg: dict[str, Any], outdir: Path) -> Path:
+    """The package of a spec: its files and scripts; with ``repack: <name>``,
+    Debian's own package of that name (files and maintainer scripts) under the
+    spec's name, version and relations: a stand-in that really works."""
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "DEBIAN").mkdir()
+        root = Path(tmp) / "root"
+        if pkg.get("repack"):
+            _run(["dpkg-deb", "-R", str(debian_deb(pkg["repack"])), str(root)])
+        else:
+            (root / "DEBIAN").mkdir(parents=True)
         (root / "DEBIAN" / "control").write_text(_control(pkg))
         for script in ("preinst", "postinst", "prerm", "postrm"):
             if pkg.get(script):
@@ -183,26 +231,44 @@ def _stanza(pkg: dict[str, Any], deb: Path, repo_dir: Path) -> str:
     return _control(pkg) + "".join(f"{k}: {v}\n" for k, v in extra.items())
 
 
-def build_repo(name: str, pkgs: list[dict[str, Any]], repo_dir: Path) -> None:
-    """A flat repository (suite "/"), as NVIDIA's CUDA repository is."""
+def build_repo(
+    name: str, pkgs: list[dict[str, Any]], repo_dir: Path, layout: dict[str, str] | None = None
+) -> None:
+    """A flat repository (suite "/"), as NVIDIA's CUDA repository is; with a
+    ``layout``, a dists/<suite>/<component> tree and a pool/, as Docker's is."""
     repo_dir.mkdir(parents=True)
-    stanzas = [_stanza(p, build_deb(p, repo_dir), repo_dir) for p in pkgs]
+    if layout is None:
+        pool = release_dir = index_dir = repo_dir
+        suite_fields = ""
+    else:
+        pool = repo_dir / "pool"
+        release_dir = repo_dir / "dists" / layout["suite"]
+        index_dir = release_dir / layout["component"] / "binary-amd64"
+        pool.mkdir()
+        index_dir.mkdir(parents=True)
+        suite_fields = (
+            f"Suite: {layout['suite']}\nCodename: {layout['suite']}\n"
+            f"Components: {layout['component']}\n"
+        )
+    stanzas = [_stanza(p, build_deb(p, pool), repo_dir) for p in pkgs]
     packages = "\n".join(stanzas).encode()
-    (repo_dir / "Packages").write_bytes(packages)
-    (repo_dir / "Packages.gz").write_bytes(gzip.compress(packages, mtime=0))
+    (index_dir / "Packages").write_bytes(packages)
+    (index_dir / "Packages.gz").write_bytes(gzip.compress(packages, mtime=0))
     sums = []
     for f in ("Packages", "Packages.gz"):
-        b = (repo_dir / f).read_bytes()
-        sums.append(f" {hashlib.sha256(b).hexdigest()} {len(b)} {f}")
+        b = (index_dir / f).read_bytes()
+        sums.append(
+            f" {hashlib.sha256(b).hexdigest()} {len(b)} {(index_dir / f).relative_to(release_dir)}"
+        )
     date = time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime())
     release = (
-        f"Origin: dlsetup-test\nLabel: {name} (stand-in for NVIDIA)\nArchitectures: amd64 all\n"
-        f"Date: {date}\nSHA256:\n" + "\n".join(sums) + "\n"
+        f"Origin: dlsetup-test\nLabel: {name} (dlsetup stand-in)\n{suite_fields}"
+        f"Architectures: amd64 all\nDate: {date}\nSHA256:\n" + "\n".join(sums) + "\n"
     )
-    (repo_dir / "Release").write_text(release)
-    rel = str(repo_dir / "Release")
-    _gpg("--clearsign", "-o", str(repo_dir / "InRelease"), rel)
-    _gpg("-abs", "-o", str(repo_dir / "Release.gpg"), rel)
+    (release_dir / "Release").write_text(release)
+    rel = str(release_dir / "Release")
+    _gpg("--clearsign", "-o", str(release_dir / "InRelease"), rel)
+    _gpg("-abs", "-o", str(release_dir / "Release.gpg"), rel)
     (repo_dir / KEY_FILE).write_text(_gpg("--armor", "--export", fingerprint()))
 
 
@@ -216,8 +282,9 @@ def build() -> Path:
     srv.mkdir(parents=True, exist_ok=True)
     for child in srv.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
+    layouts = load_layouts()
     for name, pkgs in load_specs().items():
-        build_repo(name, pkgs, srv / name)
+        build_repo(name, pkgs, srv / name, layouts.get(name))
     stamp.write_text(digest)
     return srv
 
@@ -305,11 +372,12 @@ def up() -> dict[str, dict[str, Any]]:
         srv = build()
         base = serve(srv)
         fpr = fingerprint()
+    layouts = load_layouts()
     return {
         name: {
             "url": f"{base}{name}/",
-            "suites": "/",
-            "components": [],
+            "suites": layouts[name]["suite"] if name in layouts else "/",
+            "components": [layouts[name]["component"]] if name in layouts else [],
             "key_url": f"{base}{name}/{KEY_FILE}",
             "fingerprint": fpr,
         }

@@ -6,7 +6,10 @@ tests/fixtures/aptrepo/libnvidia-container/toolkit.yml): its nvidia-ctk is a
 test double that edits daemon.json as NVIDIA's does, and its
 nvidia-container-runtime hands containers to runc as NVIDIA's does for a
 container that asks for no GPU. No GPU here: the GPU check and the CDI spec
-must be reported as skipped. Docker itself is Debian's real docker.io.
+must be reported as skipped. Docker comes from Docker's repository
+(`container_runtime_docker_source: docker`), whose stand-in
+(tests/fixtures/aptrepo/docker/) carries Docker's package names and versions
+around Debian's real docker.io engine, repacked: the engine is real.
 """
 
 from __future__ import annotations
@@ -83,7 +86,11 @@ def test_user_is_in_the_docker_group(host):
 @pytest.mark.parametrize(
     "package",
     [
-        "docker.io",
+        "docker-ce",
+        "docker-ce-cli",
+        "containerd.io",
+        "docker-buildx-plugin",
+        "docker-compose-plugin",
         "nvidia-container-toolkit",
         "nvidia-container-toolkit-base",
         "libnvidia-container-tools",
@@ -92,6 +99,20 @@ def test_user_is_in_the_docker_group(host):
 )
 def test_packages_installed(host, package):
     assert host.package(package).is_installed
+
+
+def test_docker_came_from_dockers_signed_source(host):
+    """Docker's layout (suite = the release's codename, component stable),
+    signed-by its own key only; docker-ce at Docker's version, Debian's
+    docker.io not installed beside it."""
+    sources = host.file("/etc/apt/sources.list.d/docker.sources").content_string
+    assert "/docker/" in sources
+    assert "Suites: bookworm" in sources
+    assert "Components: stable" in sources
+    assert "Signed-By: /etc/apt/keyrings/" in sources
+    assert host.package("docker-ce").version == "5:28.5.2-1~debian.12~bookworm"
+    assert not host.package("docker.io").is_installed
+    assert host.file("/usr/share/doc/docker-ce/STAND-IN").exists
 
 
 def test_toolkit_came_from_the_signed_source(host):
