@@ -36,7 +36,7 @@ def test_nvidia_source_names_a_toolkit_per_version_and_gpp() -> None:
 
 
 def test_distro_source_names_the_release_packages() -> None:
-    assert packages("distro", ["11.8"], "Debian-12") == [
+    assert packages("distro", ["11.8"], "Debian") == [
         "nvidia-cuda-toolkit",
         "nvidia-cuda-toolkit-gcc",
     ]
@@ -66,7 +66,7 @@ def test_a_cudnn_minor_pins_the_dev_packages_headers_too() -> None:
 
 
 def test_no_cudnn_from_the_distribution() -> None:
-    assert packages("distro", ["11.8"], "Debian-12", cudnn="9") == [
+    assert packages("distro", ["11.8"], "Debian", cudnn="9") == [
         "nvidia-cuda-toolkit",
         "nvidia-cuda-toolkit-gcc",
     ]

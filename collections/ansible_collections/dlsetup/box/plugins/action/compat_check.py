@@ -69,14 +69,7 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def distro_key(distribution: str | None, major: str | None) -> str | None:
-    """('Debian', '12') -> 'debian-12'; Ubuntu's major '24' -> 'ubuntu-24.04'."""
-    if not distribution or not major:
-        return None
-    name = distribution.lower()
-    if name == "ubuntu" and "." not in major:
-        major = f"{major}.04"
-    return f"{name}-{major}"
+distro_key = compat.distro_key  # ('Debian', '12') -> 'debian-12'
 
 
 def nvidia_gpus(probe_gpus: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -129,7 +122,7 @@ def decide(
     driver = _driver_to_install(source, branch, distro, known, problems)
     out["driver"] = driver
     if cuda is None and _text(settings.get("cuda_source")) == "distro" and distro is not None:
-        cuda = _distro_cuda(distro)
+        cuda = compat.distro_cuda(distro)  # what the cuda role installs then
     if flavor == "auto" and driver is not None:
         out["kernel_modules"] = compat.resolve_kernel_modules(known, driver.split(".")[0])
 
@@ -258,14 +251,6 @@ def _cudnn_installable(cuda_source: str | None, cudnn: str | None, problems: lis
             f"version inside their version) are not handled: ask for cuDNN {first}, "
             f"or leave cuda_cudnn_version empty and install cuDNN {major} yourself"
         )
-
-
-def _distro_cuda(distro: str) -> str | None:
-    """The CUDA the cuda role installs from the distribution when no version is asked for."""
-    try:
-        return compat.find_distribution(distro).cuda
-    except compat.CompatError:
-        return None
 
 
 def _failure_msg(

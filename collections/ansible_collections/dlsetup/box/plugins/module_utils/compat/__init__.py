@@ -26,6 +26,8 @@ from __future__ import annotations
 from ansible_collections.dlsetup.box.plugins.module_utils.compat.check import check
 from ansible_collections.dlsetup.box.plugins.module_utils.compat.load import load, load_path
 from ansible_collections.dlsetup.box.plugins.module_utils.compat.lookup import (
+    distro_cuda,
+    distro_key,
     find_distribution,
     find_gpu,
     gpu_spec,
@@ -71,7 +73,9 @@ __all__ = [
     "Suggestion",
     "UnknownGpuError",
     "check",
+    "distro_cuda",
     "distro_default_driver",
+    "distro_key",
     "find_distribution",
     "find_gpu",
     "gpu_spec",

@@ -184,6 +184,29 @@ def gpu_spec(gpu: str | Gpu) -> Spec | None:
     return (gpu if isinstance(gpu, Gpu) else find_gpu(gpu)).spec
 
 
+def distro_key(distribution: str | None, major: str | None) -> str | None:
+    """('Debian', '12') -> 'debian-12'; Ubuntu's major '24' -> 'ubuntu-24.04'
+    (Ansible's distribution and distribution_major_version facts)."""
+    if not distribution or not major:
+        return None
+    name = distribution.lower()
+    if name == "ubuntu" and "." not in major:
+        major = f"{major}.04"
+    return f"{name}-{major}"
+
+
+def distro_cuda(distro: str | None) -> str | None:
+    """The CUDA version ("11.8") of the distribution's own nvidia-cuda-toolkit,
+    for a key such as 'debian-12'; None where the data has no such distribution
+    or no toolkit for it."""
+    if distro is None:
+        return None
+    try:
+        return find_distribution(distro).cuda
+    except CompatError:
+        return None
+
+
 def find_distribution(name: str) -> Distribution:
     """Resolve 'debian-12', 'bookworm', 'ubuntu-24.04', 'noble', ..."""
     data = load()

@@ -1,0 +1,93 @@
+"""The compatibility data's facts for the roles (plugins/filter/compat.py):
+the cuda role's distribution CUDA version is read from the data at run time,
+the one home of it, not kept in the role's per-release vars."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.dlsetup.box.plugins.filter import compat as compat_filter
+
+from dlsetup import content
+
+REPO = Path(__file__).resolve().parents[2]
+
+CUDA_VARS = content.roles_dir() / "cuda" / "vars"
+
+
+@pytest.mark.parametrize(
+    ("distribution", "major", "cuda"),
+    [
+        ("Debian", "12", "11.8"),  # bookworm's nvidia-cuda-toolkit 11.8.89
+        ("Debian", "13", "12.4"),  # trixie's 12.4.131
+        ("Ubuntu", "22", "11.5"),  # jammy's 11.5.1
+        ("Ubuntu", "24", "12.0"),  # noble's 12.0.140
+        ("Fedora", "40", ""),  # not in the data: no version to check
+        ("Debian", "11", ""),
+    ],
+)
+def test_distro_cuda_reads_the_compatibility_data(distribution: str, major: str, cuda: str) -> None:
+    assert compat_filter.distro_cuda(distribution, major) == cuda
+
+
+def test_the_cuda_role_reads_it_through_the_filter_as_a_run_does(tmp_path: Path) -> None:
+    """The role's own expression, in a real ansible-playbook run on this
+    machine (facts gathered, the collection found through ansible.cfg):
+    the value is the data's for this machine's release (Debian 12 here and in
+    CI: 11.8)."""
+    play = tmp_path / "play.yml"
+    play.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_subset": ["min"],
+                    "vars_files": [str(CUDA_VARS / "main.yml")],
+                    "tasks": [
+                        {
+                            "ansible.builtin.debug": {
+                                "msg": "{{ [ansible_facts['distribution'], "
+                                "ansible_facts['distribution_major_version'], "
+                                "__cuda_distro_version] | to_json }}"
+                            }
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    bindir = Path(sys.executable).parent
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        PATH=f"{bindir}:{os.environ['PATH']}",
+    )
+    argv = [str(bindir / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play)]
+    res = subprocess.run(
+        [*argv, "-e", f"ansible_python_interpreter={sys.executable}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    msg = out["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
+    distribution, major, cuda = json.loads(msg) if isinstance(msg, str) else msg
+    assert cuda == compat_filter.distro_cuda(distribution, major)
+    if (distribution, major) == ("Debian", "12"):
+        assert cuda == "11.8"
+
+
+def test_no_release_file_of_the_cuda_role_keeps_its_own_copy() -> None:
+    for f in sorted(CUDA_VARS.glob("*.yml")):
+        if f.name != "main.yml":
+            assert "__cuda_distro_version" not in (yaml.safe_load(f.read_text()) or {}), f.name
+    assert compat_filter.FilterModule().filters()["distro_cuda"] is compat_filter.distro_cuda
