@@ -111,36 +111,23 @@ def fingerprint() -> str:
 # -- building ------------------------------------------------------------------
 
 
-def _spec_dirs() -> list[Path]:
-    return sorted(p for p in SPECS.iterdir() if p.is_dir()) if SPECS.is_dir() else []
-
-
-def _spec_files(d: Path) -> list[dict[str, Any]]:
-    return [yaml.safe_load(f.read_text()) or {} for f in sorted(d.glob("*.yml"))]
-
-
-def load_layouts() -> dict[str, dict[str, str]]:
-    """{repo: {"suite": ..., "component": ...}} for the repositories with a dists tree."""
-    layouts: dict[str, dict[str, str]] = {}
-    for d in _spec_dirs():
-        for data in _spec_files(d):
-            if data.get("layout"):
-                layouts[d.name] = {k: str(v) for k, v in data["layout"].items()}
-    return layouts
-
-
-def load_specs() -> dict[str, list[dict[str, Any]]]:
-    """{repo: [package spec, ...]} from tests/fixtures/aptrepo/<repo>/*.yml."""
-    repos: dict[str, list[dict[str, Any]]] = {}
-    for d in _spec_dirs():
+def load_specs() -> dict[str, dict[str, Any]]:
+    """{repo: {"packages": [package spec, ...], "layout": {"suite", "component"} or None}}
+    from tests/fixtures/aptrepo/<repo>/*.yml, each file read once."""
+    repos: dict[str, dict[str, Any]] = {}
+    for d in sorted(p for p in SPECS.iterdir() if p.is_dir()) if SPECS.is_dir() else []:
         pkgs: list[dict[str, Any]] = []
-        for data in _spec_files(d):
+        layout: dict[str, str] | None = None
+        for f in sorted(d.glob("*.yml")):
+            data = yaml.safe_load(f.read_text()) or {}
             pkgs.extend(data.get("packages") or [])
+            if data.get("layout"):
+                layout = {k: str(v) for k, v in data["layout"].items()}
         names = [(p["name"], str(p["version"])) for p in pkgs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise AptRepoError(f"{d.name}: package defined twice: {sorted(dup)}")
-        repos[d.name] = pkgs
+        repos[d.name] = {"packages": pkgs, "layout": layout}
     return repos
 
 
@@ -283,9 +270,8 @@ def build() -> Path:
     srv.mkdir(parents=True, exist_ok=True)
     for child in srv.iterdir():
         shutil.rmtree(child) if child.is_dir() else child.unlink()
-    layouts = load_layouts()
-    for name, pkgs in load_specs().items():
-        build_repo(name, pkgs, srv / name, layouts.get(name))
+    for name, spec in load_specs().items():
+        build_repo(name, spec["packages"], srv / name, spec["layout"])
     stamp.write_text(digest)
     return srv
 
@@ -373,16 +359,15 @@ def up() -> dict[str, dict[str, Any]]:
         srv = build()
         base = serve(srv)
         fpr = fingerprint()
-    layouts = load_layouts()
     return {
         name: {
             "url": f"{base}{name}/",
-            "suites": layouts[name]["suite"] if name in layouts else "/",
-            "components": [layouts[name]["component"]] if name in layouts else [],
+            "suites": spec["layout"]["suite"] if spec["layout"] else "/",
+            "components": [spec["layout"]["component"]] if spec["layout"] else [],
             "key_url": f"{base}{name}/{KEY_FILE}",
             "fingerprint": fpr,
         }
-        for name in load_specs()
+        for name, spec in load_specs().items()
     }
 
 
