@@ -270,6 +270,12 @@ def test_cudnn_before_9_from_nvidia_is_refused_with_or_without_a_gpu():
         "box", [], settings(cuda_source="nvidia", cuda_cudnn_version="nine"), "debian-12"
     )
     assert out["failed"] and 'cuda_cudnn_version "nine": expected N or N.M' in out["msg"]
+    # With a GPU the compat engine reads the version and says it once.
+    out = plugin.decide(
+        "box", [RTX_3090], settings(cuda_source="nvidia", cuda_cudnn_version="nine"), "debian-12"
+    )
+    assert out["failed"] and "cuDNN 'nine' is not a cuDNN version" in out["msg"]
+    assert out["msg"].count("is not a cuDNN version") + out["msg"].count("expected N or N.M,") == 1
 
 
 def test_cudnn_9_from_nvidia_or_any_from_the_distro_passes_the_package_check():

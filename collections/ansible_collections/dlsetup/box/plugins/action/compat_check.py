@@ -31,7 +31,6 @@ The nvidia_driver role calls the same plugin to learn what
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ansible.playbook.role import Role
@@ -118,7 +117,8 @@ def decide(
     out["gpus"] = [g.name for g in known] + [f"NVIDIA GPU [{p}]" for p in unknown]
 
     problems: list[str] = []
-    _cudnn_installable(_text(settings.get("cuda_source")), cudnn, problems)
+    gpus_checked = bool(known or unknown)  # compat.check below reads the settings too
+    _cudnn_installable(_text(settings.get("cuda_source")), cudnn, gpus_checked, problems)
     driver = _driver_to_install(source, branch, distro, known, problems)
     out["driver"] = driver
     if cuda is None and _text(settings.get("cuda_source")) == "distro" and distro is not None:
@@ -234,16 +234,22 @@ def _driver_to_install(
 CUDNN_PACKAGED_FROM = 9
 
 
-def _cudnn_installable(cuda_source: str | None, cudnn: str | None, problems: list[str]) -> None:
+def _cudnn_installable(
+    cuda_source: str | None, cudnn: str | None, gpus_checked: bool, problems: list[str]
+) -> None:
     """A problem where the cuda role could not name cuDNN's packages: checked on
-    every host, GPU or not, since the role asks apt for them either way."""
+    every host, GPU or not, since the role asks apt for them either way. The
+    version is read by the compat engine's own rule (compat.parse_cudnn); one
+    it cannot read is said here only where no GPU is checked (compat.check
+    says it otherwise)."""
     if cuda_source != "nvidia" or cudnn is None:
         return
-    m = re.fullmatch(r"(\d+)(?:\.\d+){0,3}", cudnn)
-    if m is None:
-        problems.append(f'cuda_cudnn_version "{cudnn}": expected N or N.M, like "9" or "9.8"')
-    elif int(m.group(1)) < CUDNN_PACKAGED_FROM:
-        major, first = m.group(1), CUDNN_PACKAGED_FROM
+    parsed = compat.parse_cudnn(cudnn)
+    if parsed is None:
+        if not gpus_checked:
+            problems.append(f'cuda_cudnn_version "{cudnn}": expected N or N.M, like "9" or "9.8"')
+    elif parsed[0] < CUDNN_PACKAGED_FROM:
+        major, first = parsed[0], CUDNN_PACKAGED_FROM
         problems.append(
             f'cuda_cudnn_version "{cudnn}": dlsetup installs cuDNN {first} and newer '
             f"from NVIDIA's repository (libcudnn{first}-cuda-<CUDA major> and its -dev "

@@ -51,6 +51,7 @@ from ansible_collections.dlsetup.box.plugins.module_utils.compat.model import (
 )
 from ansible_collections.dlsetup.box.plugins.module_utils.compat.rules import (
     distro_default_driver,
+    parse_cudnn,
     recommended_kernel_modules,
     resolve_kernel_modules,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "gpu_spec",
     "load",
     "load_path",
+    "parse_cudnn",
     "recommended_kernel_modules",
     "resolve_kernel_modules",
     "suggest",

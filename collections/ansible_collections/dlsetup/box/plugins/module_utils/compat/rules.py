@@ -154,17 +154,22 @@ def _parse_cuda(text: str, problems: list[Problem]) -> CudaToolkit | None:
     return data.cuda[key]
 
 
-def _parse_cudnn(text: str, problems: list[Problem]) -> tuple[int, int | None] | None:
+def parse_cudnn(text: str) -> tuple[int, int | None] | None:
+    """'9' -> (9, None), '9.8' (or '9.8.0.87') -> (9, 8); None when it is no cuDNN version."""
     m = _CUDNN_RE.match(text.strip())
-    if not m:
+    return None if m is None else (int(m.group(1)), None if m.group(2) is None else int(m.group(2)))
+
+
+def _parse_cudnn(text: str, problems: list[Problem]) -> tuple[int, int | None] | None:
+    parsed = parse_cudnn(text)
+    if parsed is None:
         problems.append(
             Problem(
                 "cudnn",
                 (f"cuDNN {text!r} is not a cuDNN version: expected N or N.M like 9 or 9.10"),
             )
         )
-        return None
-    return int(m.group(1)), (None if m.group(2) is None else int(m.group(2)))
+    return parsed
 
 
 def _parse_kernel_modules(text: str, problems: list[Problem]) -> str | None:
