@@ -288,6 +288,12 @@ def playbook(
     box: str, extra: dict[str, Any], playbooks: list[str], *args: str
 ) -> subprocess.CompletedProcess[str]:
     """``ansible-playbook`` from this venv with the project's config, over docker exec."""
+    argv = ["-i", f"{box},", "-c", "community.docker.docker"]
+    return ansible_playbook([*argv, "-e", json.dumps(extra), *args, *playbooks])
+
+
+def ansible_playbook(args: list[str], **env_extra: str) -> subprocess.CompletedProcess[str]:
+    """``ansible-playbook ARGS`` from this venv with the project's config and collection."""
     bindir = Path(sys.executable).parent
     env = dict(
         os.environ,
@@ -295,9 +301,9 @@ def playbook(
         ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"),
         ANSIBLE_NOCOLOR="1",
         PATH=f"{bindir}:{os.environ['PATH']}",
+        **env_extra,
     )
-    argv = [str(bindir / "ansible-playbook"), "-i", f"{box},", "-c", "community.docker.docker"]
-    argv += ["-e", json.dumps(extra), *args, *playbooks]
+    argv = [str(bindir / "ansible-playbook"), *args]
     return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
 
 

@@ -5,8 +5,6 @@ the one home of it, not kept in the role's per-release vars."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,8 +13,7 @@ import yaml
 from ansible_collections.dlsetup.box.plugins.filter import compat as compat_filter
 
 from dlsetup import content
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.boxes import ansible_playbook
 
 CUDA_VARS = content.roles_dir() / "cuda" / "vars"
 
@@ -62,20 +59,17 @@ def test_the_cuda_role_reads_it_through_the_filter_as_a_run_does(tmp_path: Path)
             ]
         )
     )
-    bindir = Path(sys.executable).parent
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+    local = [
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+    ]
+    res = ansible_playbook(
+        [*local, str(play)],
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        PATH=f"{bindir}:{os.environ['PATH']}",
-    )
-    argv = [str(bindir / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(play)]
-    res = subprocess.run(
-        [*argv, "-e", f"ansible_python_interpreter={sys.executable}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     out = json.loads(res.stdout)
