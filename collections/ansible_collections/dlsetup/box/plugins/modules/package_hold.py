@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -58,6 +59,12 @@ options:
       hold of an earlier one up to date, where the user has one).
     type: bool
     default: false
+  lock_timeout:
+    description: Seconds to wait for dpkg's lock while another apt or dpkg holds it (a fresh
+      box's unattended-upgrades), trying again every 2 s, as C(ansible.builtin.apt) waits
+      (whose default this is). C(dpkg --set-selections) itself fails at once on a taken lock.
+    type: int
+    default: 60
 author: dlsetup
 """
 
@@ -147,6 +154,40 @@ def _write(module: AnsibleModule, path: str, text: str) -> None:
     write_atomic(path, text.encode("utf-8"), 0o644)
 
 
+# What dpkg says when another process holds its lock (LC_ALL=C): "dpkg
+# frontend lock was locked by another process with pid N" (or "database
+# lock"; dpkg 1.20 and newer), "dpkg frontend is locked by another process"
+# (1.19, Ubuntu 20.04).
+_LOCKED = re.compile(r"locked by another process")
+
+
+def set_selections(module: AnsibleModule, selections: str, result: dict[str, Any]) -> None:
+    """dpkg --set-selections, tried again every 2 s while another process
+    holds dpkg's lock, until lock_timeout."""
+    dpkg = module.get_bin_path("dpkg", required=True)
+    deadline = time.monotonic() + module.params["lock_timeout"]
+    while True:
+        rc, _, err = module.run_command(
+            [dpkg, "--set-selections"],
+            data=selections,
+            binary_data=True,
+            environ_update={"LC_ALL": "C"},
+        )
+        if rc == 0:
+            return
+        if _LOCKED.search(err) and time.monotonic() < deadline:
+            time.sleep(2)
+            continue
+        waited = (
+            f" (waited lock_timeout, {module.params['lock_timeout']} s, for the lock)"
+            if _LOCKED.search(err)
+            else ""
+        )
+        module.fail_json(
+            msg=f"dpkg --set-selections failed ({rc}){waited}: {err.strip()}", **result
+        )
+
+
 def run(module: AnsibleModule) -> dict[str, Any]:
     p = module.params
     result: dict[str, Any] = {"changed": False, "stack": [], "held_now": [], "changed_paths": []}
@@ -170,13 +211,7 @@ def run(module: AnsibleModule) -> dict[str, Any]:
 
     to_hold = [s["name"] for s in stack if not s["held"]]
     if to_hold and not module.check_mode:
-        dpkg = module.get_bin_path("dpkg", required=True)
-        selections = "".join(f"{n} hold\n" for n in to_hold)
-        rc, _, err = module.run_command(
-            [dpkg, "--set-selections"], data=selections, binary_data=True
-        )
-        if rc != 0:
-            module.fail_json(msg=f"dpkg --set-selections failed ({rc}): {err.strip()}", **result)
+        set_selections(module, "".join(f"{n} hold\n" for n in to_hold), result)
     result["held_now"] = to_hold
 
     diffs = []
@@ -206,6 +241,7 @@ def main() -> None:
             "blacklist_file": {"type": "path", "required": True},
             "comment": {"type": "list", "elements": "str", "default": []},
             "only_where_pinned": {"type": "bool", "default": False},
+            "lock_timeout": {"type": "int", "default": 60},
         },
         supports_check_mode=True,
     )
