@@ -96,6 +96,8 @@ def test_settings_are_the_documented_options_not_the_facts_a_run_sets() -> None:
     # documented as internal: set by the roles during a run, not by a user
     assert not names & {"dl_facts_probe", "cuda_report", "container_runtime_skipped"}
     assert not names & sd.NOT_INPUTS
+    # how long apt waits for its locks steers a run and changes nothing on the box
+    assert "dlsetup_apt_lock_timeout" not in names
 
 
 def test_content_digest_follows_every_byte_of_the_roles(tmp_path: Path) -> None:

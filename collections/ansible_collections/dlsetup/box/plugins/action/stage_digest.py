@@ -41,8 +41,9 @@ from ansible_collections.dlsetup.box.plugins.action.validate_vars import load_sp
 COLLECTION = Path(__file__).resolve().parents[2]
 CONTENT_DIRS = ("roles", "plugins", "playbooks")
 RECORD_SCHEMA = 1
-# Variables that steer a run but are not the box's settings.
-NOT_INPUTS = {"dlsetup_result", "dlsetup_verify_all"}
+# Variables that steer a run but are not the box's settings (how long apt waits
+# for its locks changes nothing on the box).
+NOT_INPUTS = {"dlsetup_result", "dlsetup_verify_all", "dlsetup_apt_lock_timeout"}
 # What a stage may hand back of its own (dlsetup_result.stages.<stage>) that
 # is about this run, not the box: never carried over from a record.
 RUN_ONLY = {"verified"}
