@@ -307,6 +307,12 @@ def ansible_playbook(args: list[str], **env_extra: str) -> subprocess.CompletedP
     return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
 
 
+def said(res: subprocess.CompletedProcess[str]) -> str:
+    """ansible-playbook's output with its line folds undone (the yaml callback
+    folds long messages), for a test that looks for a sentence in it."""
+    return " ".join(res.stdout.split())
+
+
 def recap(out: str) -> dict[str, int]:
     """The PLAY RECAP counts of ansible-playbook's output: ok, changed, failed..."""
     line = next(x for x in out.splitlines() if " : ok=" in x)

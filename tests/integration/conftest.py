@@ -38,6 +38,7 @@ START_ORDER = (
     "test_cuda_nvidia_repo.py",
     "test_disk_layout_role.py",
     "test_prefetch.py",
+    "test_apt_lock.py",
 )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import aptrepo
-from tests.boxes import docker_ready, plain_box, playbook, recap, sh
+from tests.boxes import docker_ready, plain_box, playbook, recap, said, sh
 
 REPO = Path(__file__).resolve().parents[2]
 PLAY = REPO / "tests" / "fixtures" / "playbooks" / "apt_source.yml"
@@ -130,3 +130,34 @@ def test_a_repository_that_does_not_answer_leaves_no_source_behind(
     assert "dead-mirror.sources" not in state(box)
     # apt itself is left working.
     sh(box, "apt-get update -qq")
+
+
+@pytest.mark.parametrize(("wait", "works"), [(60, True), (3, False)], ids=["waits", "gives-up"])
+def test_the_lists_update_waits_for_a_busy_apt(
+    repos: dict[str, Any], box: str, wait: int, works: bool
+) -> None:
+    """apt-get update fails at once where another apt (a fresh box's
+    apt-daily) holds the lists' lock: the source's update is tried again up
+    to dlsetup_apt_lock_timeout. Held 10 s: waited 60, the source is added and
+    read; waited 3, the run stops saying so, and the source is removed again."""
+    # a repository no earlier test added (two sources of one URL with
+    # different keyrings are an apt error)
+    repo = repos["libnvidia-container"]
+    name = f"busy-{wait}"
+    res = play(
+        box, {"repo": repo, "source_name": name, "hold": 10, "dlsetup_apt_lock_timeout": wait}
+    )
+    sh(box, "kill $(cat /run/dlsetup-test-locked) 2>/dev/null || true")  # a stand-in left holding
+    if works:
+        assert res.returncode == 0, res.stdout[-3000:]
+        assert f"{name}.sources" in state(box)
+        assert repo["url"].rstrip("/") in sh(box, "apt-cache policy")
+        sh(box, f"rm /etc/apt/sources.list.d/{name}.sources /etc/apt/keyrings/dlsetup-{name}.asc")
+    else:
+        assert res.returncode == 2, res.stdout[-3000:]
+        words = said(res)
+        assert (
+            "Another apt held apt's lists for longer than dlsetup_apt_lock_timeout (3 s)" in words
+        ), words[-3000:]
+        assert "Could not get lock /var/lib/apt/lists/lock" in words, words[-3000:]
+        assert f"{name}.sources" not in state(box)

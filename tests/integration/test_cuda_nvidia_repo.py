@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.boxes import plain_box, playbook, recap, sh
+from tests.boxes import plain_box, playbook, recap, said, sh
 
 REPO = Path(__file__).resolve().parents[2]
 # The base stage (python3-apt, apt's lists) runs first on every real run.
@@ -79,7 +79,7 @@ SIDE_BY_SIDE = {
 def test_distro_source_refuses_another_version(box: str) -> None:
     res = play(box, {"cuda_version": "12.8"}, base=False)  # refused before any apt step
     assert res.returncode == 2, res.stdout
-    out = " ".join(res.stdout.split())
+    out = said(res)
     assert 'cuda_version: "12.8" is not available from Debian 12' in out
     assert "ships CUDA 11.8" in out
     assert "cuda_source: nvidia" in out
@@ -158,7 +158,7 @@ def test_an_nvcc_of_the_wrong_version_fails_the_run(box: str, mirror: dict[str, 
     try:
         res = play(box, {**mirror, **SIDE_BY_SIDE})
         assert res.returncode == 2, res.stdout
-        assert "reports release 12.4, not 12.8" in " ".join(res.stdout.split())
+        assert "reports release 12.4, not 12.8" in said(res)
     finally:
         sh(
             box,

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.boxes import docker_ready, downloads_left, exists, plain_box, playbook, recap, sh
+from tests.boxes import (
+    docker_ready,
+    downloads_left,
+    exists,
+    plain_box,
+    playbook,
+    recap,
+    said,
+    sh,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PLAY = REPO / "tests" / "fixtures" / "playbooks" / "prefetch.yml"
@@ -57,11 +66,6 @@ def installs_offline(box: str, package: str) -> None:
     )
     assert "Get:" not in out, out
     assert "install ok installed" in sh(box, f"dpkg-query -W -f='${{Status}}' {package}")
-
-
-def said(res: subprocess.CompletedProcess[str]) -> str:
-    """The output with its line folds undone (the yaml callback folds long messages)."""
-    return " ".join(res.stdout.split())
 
 
 def test_the_download_beside_an_install_is_what_apt_installs_later(box: str) -> None:

@@ -124,3 +124,63 @@ def test_the_python3_apt_skip_reason_is_written_once() -> None:
         if "python3-apt is not installed yet" in f.read_text()
     ]
     assert where == ["dlsetup/tasks/base.yml"]
+
+
+def _apt_steps() -> list[tuple[str, str, dict[str, Any]]]:
+    """(role task file, module, arguments) of every task that takes apt's or
+    dpkg's lock through a module: the apt module and the hold module."""
+    steps = []
+    for f in sorted(content.roles_dir().glob("*/tasks/*.yml")):
+        for task in walk(yaml.safe_load(f.read_text()) or []):
+            for module in ("ansible.builtin.apt", "dlsetup.box.package_hold"):
+                if module in task:
+                    steps.append((str(f.relative_to(content.roles_dir())), module, task[module]))
+    return steps
+
+
+def test_every_apt_step_waits_as_long_as_the_run_says() -> None:
+    """A fresh box's apt-daily and unattended-upgrades hold apt's locks for
+    minutes: every apt module and hold module step in every role waits
+    dlsetup_apt_lock_timeout (the base stage hands it on; a role run alone
+    keeps the module's own wait). The integration test
+    (tests/integration/test_apt_lock.py) holds the locks before three of them."""
+    steps = _apt_steps()
+    assert len(steps) >= 14, steps  # every role that installs: found, not an empty walk
+    wrong = [
+        (where, module)
+        for where, module, args in steps
+        if "dlsetup_apt_lock_timeout" not in str(args.get("lock_timeout", ""))
+    ]
+    assert wrong == []
+
+
+def test_every_apt_command_waits_for_the_lock_too() -> None:
+    """apt-get update and apt-mark (dpkg --set-selections) fail at once on a
+    taken lock, whatever they are told: where a role runs them itself, it
+    tries again up to dlsetup_apt_lock_timeout (an until loop, or the base
+    stage's shell loop). apt-get's --download-only into dlsetup's own folders
+    takes no lock (Debug::NoLocking)."""
+    unguarded, seen = [], 0
+    for f in sorted(content.roles_dir().glob("*/tasks/*.yml")):
+        for task in walk(yaml.safe_load(f.read_text()) or []):
+            for module in ("ansible.builtin.command", "ansible.builtin.shell"):
+                args = task.get(module)
+                if args is None:
+                    continue
+                text = (
+                    str(args.get("argv") or args.get("cmd") or args)
+                    if isinstance(args, dict)
+                    else str(args)
+                )
+                if not re.search(r"\bapt-get\b|\bapt-mark\b|--set-selections", text):
+                    continue
+                seen += 1
+                guarded = (
+                    "dlsetup_apt_lock_timeout" in str(task.get("retries", ""))
+                    or "dlsetup_apt_lock_timeout" in text
+                    or "Debug::NoLocking" in text
+                )
+                if not guarded:
+                    unguarded.append((str(f.relative_to(content.roles_dir())), task.get("name")))
+    assert seen >= 4  # base's shell, apt_source's update, the prefetch, the driver's unhold
+    assert unguarded == []

@@ -1,0 +1,100 @@
+"""Every apt step waits for apt's locks (dlsetup_apt_lock_timeout), on a
+real apt and dpkg in a real container, with packages from Debian's mirror.
+
+On a freshly installed box apt-daily and unattended-upgrades run for
+minutes after boot and hold apt's locks; apt-get update and dpkg
+--set-selections fail at once on a taken lock, apt-get install waits only
+for dpkg's lock and only when told, and Ansible's apt module waits 60 s.
+A stand-in for that busy apt (tests/fixtures/playbooks/apt_lock_take.yml:
+a process holding the same fcntl locks apt and dpkg take) holds them
+before each step, and the step starts only once they are taken. The steps
+are the roles' own task files (tests/fixtures/playbooks/apt_lock.yml).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.boxes import docker_ready, plain_box, playbook, recap, said, sh
+
+pytestmark = [pytest.mark.docker]
+
+PLAY = "tests/fixtures/playbooks/apt_lock.yml"
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[str]:
+    """A fresh Debian 12 box without python3-apt: the base stage installs it
+    with its shell, the first apt step of every run."""
+    why = docker_ready()
+    if why:
+        pytest.skip(why)
+    with plain_box("dlsetup-aptlock", archive="debian12-aptlock") as name:
+        yield name
+
+
+def status(box: str, package: str) -> str:
+    """dpkg's status of the package ("install ok installed", "hold ok
+    installed"), empty when dpkg does not know it."""
+    return sh(box, f"dpkg-query -W -f='${{Status}}' {package} 2>/dev/null || true")
+
+
+def play(box: str, hold: float, timeout: int, **extra: object) -> subprocess.CompletedProcess[str]:
+    return playbook(box, {"hold": hold, "dlsetup_apt_lock_timeout": timeout, **extra}, [PLAY])
+
+
+def stop_the_stand_in(box: str) -> None:
+    """The stand-in still sleeps with the locks after a run that gave up."""
+    sh(box, "kill $(cat /run/dlsetup-test-locked) 2>/dev/null || true")
+
+
+def test_a_base_stage_that_waits_less_than_the_lock_is_held_stops_and_says_why(
+    box: str,
+) -> None:
+    res = play(box, hold=30, timeout=3)
+    stop_the_stand_in(box)
+    assert res.returncode != 0, res.stdout[-3000:]
+    assert recap(res.stdout)["failed"] == 1
+    text = said(res)
+    assert "Another apt held apt's lock for longer than dlsetup_apt_lock_timeout (3 s)" in text, (
+        text[-3000:]
+    )
+    assert "Could not get lock /var/lib/" in text, text[-3000:]
+    assert status(box, "python3-apt") == ""
+    assert status(box, "nvme-cli") == ""
+
+
+def test_every_step_waits_for_a_busy_apt_and_the_run_converges(box: str) -> None:
+    """Each of the three steps starts while the locks are held (12 s): none
+    fails, each is done."""
+    res = play(box, hold=12, timeout=120)
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert recap(res.stdout)["failed"] == 0
+    assert status(box, "python3-apt") == "install ok installed"  # the base stage's shell
+    assert status(box, "nvme-cli") == "hold ok installed"  # the apt module, then dpkg's hold
+    assert sh(box, "apt-mark showhold").split() == ["nvme-cli"]
+    assert "Package: nvme-cli" in sh(box, "cat /etc/apt/preferences.d/dlsetup-nvidia-driver")
+
+
+@pytest.mark.parametrize(
+    ("step", "words"),
+    [
+        ("install", "Could not get lock /var/lib/dpkg/lock-frontend"),
+        ("hold", "dpkg --set-selections failed (2) (waited lock_timeout, 3 s, for the lock)"),
+    ],
+)
+def test_a_later_stage_waits_as_long_as_the_base_stage_says(
+    box: str, step: str, words: str
+) -> None:
+    """The later play's steps wait dlsetup_apt_lock_timeout, as the base stage
+    hands it on, not their modules' own 60 s: told 3 s, with the locks held
+    30 s, the busy step fails within the 30 s and says so."""
+    res = play(box, hold=30, timeout=3, busy=[step], package="hello")
+    stop_the_stand_in(box)
+    assert res.returncode != 0, res.stdout[-3000:]
+    assert words in said(res), said(res)[-3000:]
+    # the install left nothing installed; the hold, the package unheld
+    assert status(box, "hello") == ("" if step == "install" else "install ok installed")
