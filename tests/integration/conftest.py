@@ -36,9 +36,9 @@ START_ORDER = (
     "test_collection_standalone.py",
     "test_apt_source.py",
     "test_cuda_nvidia_repo.py",
+    "test_apt_lock.py",
     "test_disk_layout_role.py",
     "test_prefetch.py",
-    "test_apt_lock.py",
 )
 
 
