@@ -165,12 +165,16 @@ def set_selections(module: AnsibleModule, selections: str, result: dict[str, Any
     """dpkg --set-selections, tried again every 2 s while another process
     holds dpkg's lock, until lock_timeout."""
     dpkg = module.get_bin_path("dpkg", required=True)
+    # dpkg reads the selections from a file, not a pipe: on a taken lock it
+    # exits before it reads, and writing into its closed pipe fails the
+    # module (EPIPE) instead of telling the lock.
+    path = os.path.join(module.tmpdir, "selections")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(selections)
     deadline = time.monotonic() + module.params["lock_timeout"]
     while True:
         rc, _, err = module.run_command(
-            [dpkg, "--set-selections"],
-            data=selections,
-            binary_data=True,
+            ["/bin/sh", "-c", 'exec "$0" --set-selections < "$1"', dpkg, path],
             environ_update={"LC_ALL": "C"},
         )
         if rc == 0:
