@@ -14,10 +14,13 @@ are the roles' own task files (tests/fixtures/playbooks/apt_lock.yml).
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from dlsetup import localbox
+from tests import aptcache
 from tests.boxes import docker_ready, plain_box, playbook, recap, said, sh
 
 pytestmark = [pytest.mark.docker]
@@ -98,3 +101,68 @@ def test_a_later_stage_waits_as_long_as_the_base_stage_says(
     assert words in said(res), said(res)[-3000:]
     # the install left nothing installed; the hold, the package unheld
     assert status(box, "hello") == ("" if step == "install" else "install ok installed")
+
+
+# apt-daily as systemd runs it on a freshly booted box, stood in for by a
+# drop-in (the real unit, its ExecStart replaced): while it "downloads the
+# upgrades" it holds the lists' and the archives' lock for 20 s, as
+# apt.systemd.daily does.
+APT_DAILY_STAND_IN = """[Service]
+ExecStart=
+ExecStart=/usr/bin/python3 -c 'import fcntl, time; \
+held = [open(p, "a") for p in ("/var/lib/apt/lists/lock", "/var/cache/apt/archives/lock")]; \
+[fcntl.lockf(f, fcntl.LOCK_EX) for f in held]; time.sleep(20)'
+"""
+
+
+@pytest.fixture(scope="module")
+def systemd_box() -> Iterator[str]:
+    """A booted Debian 12 box (systemd, apt's own apt-daily units) with
+    python3-apt already installed, so that the base stage's shell installs
+    nothing and the first apt step after it is the apt module's."""
+    why = docker_ready()
+    if why:
+        pytest.skip(why)
+    name = f"dlsetup-aptdaily-{uuid.uuid4().hex[:8]}"
+    localbox.ensure_box(
+        localbox.BoxSpec(
+            name=name,
+            volumes=[aptcache.archive_volume("debian12-aptlock-systemd")],
+            labels={"io.dlsetup.test": "1"},
+        )
+    )
+    try:
+        sh(name, "apt-get -qq update && apt-get install -qq -y --no-install-recommends python3-apt")
+        yield name
+    finally:
+        localbox.remove_box(name)
+
+
+def test_the_run_waits_for_apt_daily_before_its_first_apt_step(systemd_box: str) -> None:
+    box = systemd_box
+    sh(box, "mkdir -p /etc/systemd/system/apt-daily.service.d")
+    sh(
+        box,
+        f"cat > /etc/systemd/system/apt-daily.service.d/dlsetup-test.conf <<'EOF'\n{APT_DAILY_STAND_IN}EOF",
+    )
+    sh(box, "systemctl daemon-reload && systemctl start --no-block apt-daily.service")
+    # running, and holding the archives' lock (a try to take it fails)
+    sh(
+        box,
+        "for _ in $(seq 100); do [ $(systemctl is-active apt-daily.service) = activating ] && "
+        '! python3 -c \'import fcntl; fcntl.lockf(open("/var/cache/apt/archives/lock", "a"), '
+        "fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null && exit 0; sleep 0.1; done; exit 1",
+    )
+    # What the wait is for: apt-get install does not wait for the archives'
+    # lock, however long it is told to wait for dpkg's.
+    out = sh(
+        box,
+        "apt-get install -y -q -o DPkg::Lock::Timeout=60 nvme-cli 2>&1; echo rc=$?",
+    )
+    assert "Could not get lock /var/cache/apt/archives/lock" in out and "rc=100" in out, out
+    # The run: no stand-in of its own (busy=[]); the nvme role's install is
+    # the first apt step after the base stage, and it meets no lock.
+    res = play(box, hold=0, timeout=120, busy=[])
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert sh(box, "systemctl is-active apt-daily.service || true").strip() == "inactive"
+    assert status(box, "nvme-cli") == "hold ok installed"
