@@ -307,6 +307,13 @@ def ansible_playbook(args: list[str], **env_extra: str) -> subprocess.CompletedP
     return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
 
 
+def stop_busy_apt(box: str) -> None:
+    """Stop the stand-in for a busy apt (tests/fixtures/playbooks/apt_lock_take.yml,
+    its pid in /run/dlsetup-test-locked) where it still holds apt's locks after
+    a run that gave up on them."""
+    sh(box, "kill $(cat /run/dlsetup-test-locked) 2>/dev/null || true")
+
+
 def said(res: subprocess.CompletedProcess[str]) -> str:
     """ansible-playbook's output with its line folds undone (the yaml callback
     folds long messages), for a test that looks for a sentence in it."""

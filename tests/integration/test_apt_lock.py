@@ -21,11 +21,11 @@ import pytest
 
 from dlsetup import localbox
 from tests import aptcache
-from tests.boxes import docker_ready, plain_box, playbook, recap, said, sh
+from tests.boxes import REPO, docker_ready, plain_box, playbook, recap, said, sh, stop_busy_apt
 
 pytestmark = [pytest.mark.docker]
 
-PLAY = "tests/fixtures/playbooks/apt_lock.yml"
+PLAY = str(REPO / "tests" / "fixtures" / "playbooks" / "apt_lock.yml")
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +49,11 @@ def play(box: str, hold: float, timeout: int, **extra: object) -> subprocess.Com
     return playbook(box, {"hold": hold, "dlsetup_apt_lock_timeout": timeout, **extra}, [PLAY])
 
 
-def stop_the_stand_in(box: str) -> None:
-    """The stand-in still sleeps with the locks after a run that gave up."""
-    sh(box, "kill $(cat /run/dlsetup-test-locked) 2>/dev/null || true")
-
-
 def test_a_base_stage_that_waits_less_than_the_lock_is_held_stops_and_says_why(
     box: str,
 ) -> None:
     res = play(box, hold=30, timeout=3)
-    stop_the_stand_in(box)
+    stop_busy_apt(box)
     assert res.returncode != 0, res.stdout[-3000:]
     assert recap(res.stdout)["failed"] == 1
     text = said(res)
@@ -96,7 +91,7 @@ def test_a_later_stage_waits_as_long_as_the_base_stage_says(
     hands it on, not their modules' own 60 s: told 3 s, with the locks held
     30 s, the busy step fails within the 30 s and says so."""
     res = play(box, hold=30, timeout=3, busy=[step], package="hello")
-    stop_the_stand_in(box)
+    stop_busy_apt(box)
     assert res.returncode != 0, res.stdout[-3000:]
     assert words in said(res), said(res)[-3000:]
     # the install left nothing installed; the hold, the package unheld

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import aptrepo
-from tests.boxes import docker_ready, plain_box, playbook, recap, said, sh
+from tests.boxes import docker_ready, plain_box, playbook, recap, said, sh, stop_busy_apt
 
 REPO = Path(__file__).resolve().parents[2]
 PLAY = REPO / "tests" / "fixtures" / "playbooks" / "apt_source.yml"
@@ -147,7 +147,7 @@ def test_the_lists_update_waits_for_a_busy_apt(
     res = play(
         box, {"repo": repo, "source_name": name, "hold": 10, "dlsetup_apt_lock_timeout": wait}
     )
-    sh(box, "kill $(cat /run/dlsetup-test-locked) 2>/dev/null || true")  # a stand-in left holding
+    stop_busy_apt(box)
     if works:
         assert res.returncode == 0, res.stdout[-3000:]
         assert f"{name}.sources" in state(box)
