@@ -9,6 +9,8 @@ A stand-in for that busy apt (tests/fixtures/playbooks/apt_lock_take.yml:
 a process holding the same fcntl locks apt and dpkg take) holds them
 before each step, and the step starts only once they are taken. The steps
 are the roles' own task files (tests/fixtures/playbooks/apt_lock.yml).
+Another apt's download holds the archives' lock alone, which apt-get install
+never waits for: the roles' installs try again while apt says so.
 """
 
 from __future__ import annotations
@@ -96,6 +98,27 @@ def test_a_later_stage_waits_as_long_as_the_base_stage_says(
     assert words in said(res), said(res)[-3000:]
     # the install left nothing installed; the hold, the package unheld
     assert status(box, "hello") == ("" if step == "install" else "install ok installed")
+
+
+def test_an_install_waits_for_another_apts_download(box: str) -> None:
+    """Another apt that is downloading (PackageKit fetching updates on a
+    desktop box, someone's apt-get --download-only) holds the archives' lock
+    and not dpkg's, and apt-get install does not wait for that lock however
+    long it is told: the nvme role's install, started while it is held 12 s,
+    fails on it, is tried again (plugins/test/apt.py) and installs."""
+    res = play(
+        box,
+        hold=12,
+        timeout=120,
+        busy=["install"],
+        package="sl",
+        locks=["/var/cache/apt/archives/lock"],
+    )
+    stop_busy_apt(box)
+    assert res.returncode == 0, res.stdout[-4000:]
+    # it met the lock (so the wait was needed), then installed
+    assert "FAILED - RETRYING: [dlsetup-aptlock" in res.stdout, res.stdout[-4000:]
+    assert status(box, "sl") == "hold ok installed"
 
 
 # apt-daily as systemd runs it on a freshly booted box, stood in for by a
