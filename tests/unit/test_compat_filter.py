@@ -85,3 +85,50 @@ def test_no_release_file_of_the_cuda_role_keeps_its_own_copy() -> None:
         if f.name != "main.yml":
             assert "__cuda_distro_version" not in (yaml.safe_load(f.read_text()) or {}), f.name
     assert compat_filter.FilterModule().filters()["distro_cuda"] is compat_filter.distro_cuda
+
+
+@pytest.mark.parametrize("major", ["22", "24"])
+def test_ubuntu_takes_the_debian_familys_toolkit_and_host_compiler(
+    tmp_path: Path, major: str
+) -> None:
+    """The role's own OS dispatch (tasks/os_vars.yml) in a real
+    ansible-playbook run, with Ubuntu's facts given: no Ubuntu file, so the
+    Debian family's: the toolkit with nvidia-cuda-toolkit-gcc, nvcc and CMake
+    pointed at its cuda-g++."""
+    role = content.roles_dir() / "cuda"
+    play = tmp_path / "play.yml"
+    play.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "ansible.builtin.include_tasks": str(role / "tasks" / "os_vars.yml"),
+                            "vars": {"role_path": str(role)},
+                        },
+                        {
+                            "ansible.builtin.debug": {
+                                "msg": "{{ [ansible_facts['distribution'], __cuda_distro_packages, __cuda_distro_env] | to_json }}"
+                            }
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    facts = {"distribution": "Ubuntu", "distribution_major_version": major, "os_family": "Debian"}
+    res = ansible_playbook(
+        ["-i", "localhost,", "-c", "local", "-e", json.dumps({"ansible_facts": facts}), str(play)],
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    msg = json.loads(res.stdout)["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
+    distribution, packages, env = json.loads(msg) if isinstance(msg, str) else msg
+    assert distribution == "Ubuntu"  # the dispatch read the facts given, not this machine's
+    assert packages == ["nvidia-cuda-toolkit", "nvidia-cuda-toolkit-gcc"]
+    assert env == {
+        "NVCC_PREPEND_FLAGS": "-ccbin /usr/bin/cuda-g++",
+        "CUDAHOSTCXX": "/usr/bin/cuda-g++",
+    }
