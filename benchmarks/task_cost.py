@@ -24,6 +24,16 @@ time: the CPU time the box's container used (its cgroup, read on this host)
 and the CPU time of ansible-playbook and its children on the controller, per
 task, so that it says which side the time is spent on. A raw `ssh` round trip
 through the same ControlPersist master is shown for scale.
+
+And what one more apt transaction costs (--apt-package, nvme-cli by default,
+the nvme role's; 0 runs with --apt-repeat 0): each role installs its packages
+in a transaction of its own, a bare `apt-get install` of them all in one.
+With the package's files downloaded first (untimed, `--download-only`), so
+that no download is timed: apt's resolution alone (`apt-get install -s`), the
+bare `apt-get install --no-install-recommends`, both run in the box with
+`docker exec` (about 0.1 s of its own), and the same install as one
+`ansible.builtin.apt` task over SSH (a playbook's wall less the empty one's);
+the package is purged after each, its dependencies with it.
 """
 
 from __future__ import annotations
@@ -107,6 +117,43 @@ def run_playbook(pb: Path, inv: Path) -> tuple[float, float, float]:
     return wall, ctl, box_cpu_s(BOX) - box0
 
 
+def box_sh_s(cmd: str) -> float:
+    """Wall seconds of one shell command run as root in the box (docker exec)."""
+    t0 = time.monotonic()
+    subprocess.run(["docker", "exec", BOX, "bash", "-c", cmd], capture_output=True, check=True)
+    return time.monotonic() - t0
+
+
+def apt_cost(work: Path, inv: Path, package: str, repeat: int, empty_wall: float) -> dict[str, Any]:
+    """One package's install: apt's resolution, bare apt-get, the apt module (medians)."""
+    apt = "export DEBIAN_FRONTEND=noninteractive; apt-get -q -y --no-install-recommends"
+    box_sh_s(f"{apt} update && {apt} install python3-apt")  # the base stage's part of a run
+    fetch = f"{apt} install --download-only {package}"
+    purge = f"{apt} purge {package} && {apt} autoremove --purge"
+    task = {"ansible.builtin.apt": {"name": package, "install_recommends": False}, "become": True}
+    pb = playbook(work / "apt.yml", task, 1)
+    resolve, bare, module = [], [], []
+    for _ in range(repeat):
+        box_sh_s(fetch)
+        resolve.append(box_sh_s(f"{apt} install -s {package}"))
+        bare.append(box_sh_s(f"{apt} install {package}"))
+        box_sh_s(purge)
+        box_sh_s(fetch)
+        module.append(run_playbook(pb, inv)[0] - empty_wall)
+        box_sh_s(purge)
+    return {
+        "package": package,
+        "resolve_s": round(statistics.median(resolve), 2),
+        "apt_get_s": round(statistics.median(bare), 2),
+        "apt_module_s": round(statistics.median(module), 2),
+        "runs": {
+            "resolve_s": [round(x, 2) for x in resolve],
+            "apt_get_s": [round(x, 2) for x in bare],
+            "apt_module_s": [round(x, 2) for x in module],
+        },
+    }
+
+
 def ssh_round_trip_s(inv: Path, key: Path, address: str, n: int = 20) -> float:
     """One `ssh box true` through a ControlPersist master, as Ansible's are."""
     control = inv.parent / "cm-%C"
@@ -161,6 +208,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             print(f"{kind}: {results[kind]}", file=sys.stderr, flush=True)
         results["ssh_round_trip_s"] = round(ssh_round_trip_s(inv, key, b.address), 3)
+        if args.apt_repeat > 0:
+            results["apt"] = apt_cost(work, inv, args.apt_package, args.apt_repeat, w0)
+            print(f"apt: {results['apt']}", file=sys.stderr, flush=True)
     finally:
         remove_boxes([BOX])
     return {
@@ -207,6 +257,19 @@ A playbook with no tasks took {res["empty"]["wall_s"]} s (runs {res["empty"]["ru
 the module playbooks' runs: {res["module"]["runs_s"]} s; the controller-only ones':
 {res["controller"]["runs_s"]} s. One `ssh box true` through a ControlPersist master:
 {res["ssh_round_trip_s"]} s.
+{apt_markdown(res.get("apt"))}"""
+
+
+def apt_markdown(a: dict[str, Any] | None) -> str:
+    if not a:
+        return ""
+    return f"""
+One more apt transaction, `{a["package"]}` with its files downloaded first (medians;
+runs in brackets): apt's resolution alone (`apt-get install -s`, docker exec)
+{a["resolve_s"]} s {a["runs"]["resolve_s"]}; the bare `apt-get install
+--no-install-recommends` (docker exec) {a["apt_get_s"]} s {a["runs"]["apt_get_s"]};
+the same install as one `ansible.builtin.apt` task over SSH, less the empty
+playbook {a["apt_module_s"]} s {a["runs"]["apt_module_s"]}.
 """
 
 
@@ -214,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tasks", type=int, default=30, help="tasks in each playbook")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each playbook")
+    ap.add_argument("--apt-package", default="nvme-cli", help="the package of the apt measurement")
+    ap.add_argument("--apt-repeat", type=int, default=3, help="installs of it (0: none)")
     ap.add_argument("--work", default=str(REPO / ".cache" / "bench-task-cost"))
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks"))
     ap.add_argument("--label", default="", help="suffix of the result's file name")
