@@ -17,9 +17,9 @@ Each task result is one of:
 
 - package transaction: an `ansible.builtin.apt` task that changed the box
   (the installs, what the bare `apt-get install` of the comparison also
-  does, and cuda_apt_clean's clean of apt's archive after the toolkit; the
-  base stage's `apt-get update` and python3-apt install is a shell task,
-  counted with the modules);
+  does; the base stage's `apt-get update` and python3-apt install is a shell
+  task, and cuda_apt_clean's `apt-get clean` a command task, both counted
+  with the modules);
 - module on the box: any other task that ran a module there (Python starts
   on the box and imports Ansible's module_utils: docs/benchmarks/task-cost-*);
 - controller only: an action that runs in the controller (set_fact, assert,

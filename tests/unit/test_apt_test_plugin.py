@@ -45,6 +45,18 @@ def failed(msg: str, stderr: str = "", rc: int = 100) -> dict[str, Any]:
         (failed("No package matching 'nvme-clj' is available", rc=1), False),
         # the apt module's clean drops apt-get's stderr: a lock cannot be told there
         ({"failed": True, "msg": "apt-get clean failed", "rc": 100, "stdout": ""}, False),
+        # so the cuda role runs apt-get clean itself (a command's result)
+        (
+            {
+                "failed": True,
+                "msg": "non-zero return code",
+                "rc": 100,
+                "cmd": ["apt-get", "clean"],
+                "stderr": ARCHIVES_BUSY,
+                "stdout": "",
+            },
+            True,
+        ),
         ({"changed": True, "stdout": ARCHIVES_BUSY}, False),  # not failed
         ({"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}, False),
         (None, False),

@@ -10,8 +10,9 @@ apt-get install (which the apt module runs) waits for dpkg's lock when told
 holds it without dpkg's lock (PackageKit fetching updates on a desktop box,
 someone's `apt-get --download-only`, unattended-upgrades' download), and the
 install then fails at once. The base stage waits for apt-daily's and
-unattended-upgrades' own runs; every step that installs or cleans through
-the apt module tries again while this test says the archives were busy.
+unattended-upgrades' own runs; every apt module step that installs, and the
+cuda role's `apt-get clean` (a command: the apt module's clean drops apt-get's
+stderr), tries again while this test says the archives were busy.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ ARCHIVES_LOCK = re.compile(
 
 
 def apt_archives_busy(result: Any) -> bool:
-    """A registered apt module result that failed because another apt held the
-    archives' lock; False for a success, a skip and any other failure."""
+    """A registered apt module (or apt-get command) result that failed because
+    another apt held the archives' lock; False for a success, a skip and any
+    other failure."""
     if not isinstance(result, Mapping) or not result.get("failed"):
         return False
     said = "\n".join(str(result.get(key) or "") for key in ("msg", "stderr", "stdout"))
