@@ -126,16 +126,24 @@ def test_the_python3_apt_skip_reason_is_written_once() -> None:
     assert where == ["dlsetup/tasks/base.yml"]
 
 
+def _role_tasks() -> list[tuple[str, dict[str, Any]]]:
+    """(role task file, task) of every task of every role, blocks walked."""
+    return [
+        (str(f.relative_to(content.roles_dir())), task)
+        for f in sorted(content.roles_dir().glob("*/tasks/*.yml"))
+        for task in walk(yaml.safe_load(f.read_text()) or [])
+    ]
+
+
 def _apt_steps() -> list[tuple[str, str, dict[str, Any]]]:
     """(role task file, module, arguments) of every task that takes apt's or
     dpkg's lock through a module: the apt module and the hold module."""
-    steps = []
-    for f in sorted(content.roles_dir().glob("*/tasks/*.yml")):
-        for task in walk(yaml.safe_load(f.read_text()) or []):
-            for module in ("ansible.builtin.apt", "dlsetup.box.package_hold"):
-                if module in task:
-                    steps.append((str(f.relative_to(content.roles_dir())), module, task[module]))
-    return steps
+    return [
+        (where, module, task[module])
+        for where, task in _role_tasks()
+        for module in ("ansible.builtin.apt", "dlsetup.box.package_hold")
+        if module in task
+    ]
 
 
 def test_every_apt_step_waits_as_long_as_the_run_says() -> None:
@@ -164,11 +172,9 @@ def test_every_apt_install_tries_again_while_another_apt_downloads() -> None:
     way."""
     installs = [
         (where, task)
-        for f in sorted(content.roles_dir().glob("*/tasks/*.yml"))
-        for task in walk(yaml.safe_load(f.read_text()) or [])
-        for where in [str(f.relative_to(content.roles_dir()))]
+        for where, task in _role_tasks()
         if "name" in (task.get("ansible.builtin.apt") or {})
-        or str(task.get("ansible.builtin.command")) == str({"argv": ["apt-get", "clean"]})
+        or task.get("ansible.builtin.command") == {"argv": ["apt-get", "clean"]}
     ]
     assert len(installs) >= 11, installs
     wrong = [
@@ -188,26 +194,25 @@ def test_every_apt_command_waits_for_the_lock_too() -> None:
     stage's shell loop). apt-get's --download-only into dlsetup's own folders
     takes no lock (Debug::NoLocking)."""
     unguarded, seen = [], 0
-    for f in sorted(content.roles_dir().glob("*/tasks/*.yml")):
-        for task in walk(yaml.safe_load(f.read_text()) or []):
-            for module in ("ansible.builtin.command", "ansible.builtin.shell"):
-                args = task.get(module)
-                if args is None:
-                    continue
-                text = (
-                    str(args.get("argv") or args.get("cmd") or args)
-                    if isinstance(args, dict)
-                    else str(args)
-                )
-                if not re.search(r"\bapt-get\b|\bapt-mark\b|--set-selections", text):
-                    continue
-                seen += 1
-                guarded = (
-                    "dlsetup_apt_lock_timeout" in str(task.get("retries", ""))
-                    or "dlsetup_apt_lock_timeout" in text
-                    or "Debug::NoLocking" in text
-                )
-                if not guarded:
-                    unguarded.append((str(f.relative_to(content.roles_dir())), task.get("name")))
+    for where, task in _role_tasks():
+        for module in ("ansible.builtin.command", "ansible.builtin.shell"):
+            args = task.get(module)
+            if args is None:
+                continue
+            text = (
+                str(args.get("argv") or args.get("cmd") or args)
+                if isinstance(args, dict)
+                else str(args)
+            )
+            if not re.search(r"\bapt-get\b|\bapt-mark\b|--set-selections", text):
+                continue
+            seen += 1
+            guarded = (
+                "dlsetup_apt_lock_timeout" in str(task.get("retries", ""))
+                or "dlsetup_apt_lock_timeout" in text
+                or "Debug::NoLocking" in text
+            )
+            if not guarded:
+                unguarded.append((where, task.get("name")))
     assert seen >= 4  # base's shell, apt_source's update, the prefetch, the driver's unhold
     assert unguarded == []
