@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -33,48 +34,43 @@ def test_distro_cuda_reads_the_compatibility_data(distribution: str, major: str,
     assert compat_filter.distro_cuda(distribution, major) == cuda
 
 
+def last_debug(tmp_path: Path, play: dict[str, Any], expr: str, *args: str) -> Any:
+    """Run the play on this machine (ansible-playbook, the project's config, the
+    collection found through ansible.cfg) with a last task that prints
+    ``expr``; return its value."""
+    tasks = [
+        *play.get("tasks", []),
+        {"ansible.builtin.debug": {"msg": f"{{{{ {expr} | to_json }}}}"}},
+    ]
+    path = tmp_path / "play.yml"
+    path.write_text(yaml.safe_dump([{**play, "tasks": tasks}]))
+    res = ansible_playbook(
+        ["-i", "localhost,", "-c", "local", *args, str(path)],
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    msg = json.loads(res.stdout)["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
+    return json.loads(msg) if isinstance(msg, str) else msg
+
+
 def test_the_cuda_role_reads_it_through_the_filter_as_a_run_does(tmp_path: Path) -> None:
     """The role's own expression, in a real ansible-playbook run on this
     machine (facts gathered, the collection found through ansible.cfg):
     the value is the data's for this machine's release (Debian 12 here and in
     CI: 11.8)."""
-    play = tmp_path / "play.yml"
-    play.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "localhost",
-                    "gather_subset": ["min"],
-                    "vars_files": [str(CUDA_VARS / "main.yml")],
-                    "tasks": [
-                        {
-                            "ansible.builtin.debug": {
-                                "msg": "{{ [ansible_facts['distribution'], "
-                                "ansible_facts['distribution_major_version'], "
-                                "__cuda_distro_version] | to_json }}"
-                            }
-                        }
-                    ],
-                }
-            ]
-        )
-    )
-    local = [
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
+    play = {
+        "hosts": "localhost",
+        "gather_subset": ["min"],
+        "vars_files": [str(CUDA_VARS / "main.yml")],
+    }
+    distribution, major, cuda = last_debug(
+        tmp_path,
+        play,
+        "[ansible_facts['distribution'], ansible_facts['distribution_major_version'], "
+        "__cuda_distro_version]",
         "-e",
         f"ansible_python_interpreter={sys.executable}",
-    ]
-    res = ansible_playbook(
-        [*local, str(play)],
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
     )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    out = json.loads(res.stdout)
-    msg = out["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
-    distribution, major, cuda = json.loads(msg) if isinstance(msg, str) else msg
     assert cuda == compat_filter.distro_cuda(distribution, major)
     if (distribution, major) == ("Debian", "12"):
         assert cuda == "11.8"
@@ -96,36 +92,24 @@ def test_ubuntu_takes_the_debian_familys_toolkit_and_host_compiler(
     Debian family's: the toolkit with nvidia-cuda-toolkit-gcc, nvcc and CMake
     pointed at its cuda-g++."""
     role = content.roles_dir() / "cuda"
-    play = tmp_path / "play.yml"
-    play.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "ansible.builtin.include_tasks": str(role / "tasks" / "os_vars.yml"),
-                            "vars": {"role_path": str(role)},
-                        },
-                        {
-                            "ansible.builtin.debug": {
-                                "msg": "{{ [ansible_facts['distribution'], __cuda_distro_packages, __cuda_distro_env] | to_json }}"
-                            }
-                        },
-                    ],
-                }
-            ]
-        )
-    )
+    play = {
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "ansible.builtin.include_tasks": str(role / "tasks" / "os_vars.yml"),
+                "vars": {"role_path": str(role)},
+            }
+        ],
+    }
     facts = {"distribution": "Ubuntu", "distribution_major_version": major, "os_family": "Debian"}
-    res = ansible_playbook(
-        ["-i", "localhost,", "-c", "local", "-e", json.dumps({"ansible_facts": facts}), str(play)],
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    distribution, packages, env = last_debug(
+        tmp_path,
+        play,
+        "[ansible_facts['distribution'], __cuda_distro_packages, __cuda_distro_env]",
+        "-e",
+        json.dumps({"ansible_facts": facts}),
     )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    msg = json.loads(res.stdout)["plays"][0]["tasks"][-1]["hosts"]["localhost"]["msg"]
-    distribution, packages, env = json.loads(msg) if isinstance(msg, str) else msg
     assert distribution == "Ubuntu"  # the dispatch read the facts given, not this machine's
     assert packages == ["nvidia-cuda-toolkit", "nvidia-cuda-toolkit-gcc"]
     assert env == {
